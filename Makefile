@@ -1,0 +1,40 @@
+# Two commands set everything up on a fresh clone: `make serve` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+REPO ?= model_repository
+PORT ?= 50051
+METRICS_PORT ?= 9090
+
+.PHONY: install export serve test lint protos clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[train,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(REPO)/stylegate.json: $(STAMP) $(wildcard checkpoints/*.pt)
+	$(BIN)/stylegate export --out $(REPO)
+
+export: $(REPO)/stylegate.json
+
+serve: export
+	$(BIN)/stylegate serve --port $(PORT) --metrics-port $(METRICS_PORT) --model-repository $(REPO)
+
+test: install
+	bash scripts/install-system-deps.sh
+	$(BIN)/python -m pytest -q -ra
+
+lint: install
+	$(BIN)/ruff check .
+
+protos: install
+	$(BIN)/python scripts/gen_protos.py
+
+clean:
+	rm -rf $(VENV) $(REPO)/*/ $(REPO)/stylegate.json

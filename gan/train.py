@@ -1,0 +1,423 @@
+"""Training CLIs: the GAN, the transfer (woodblock) fine-tune, the attribute classifier and
+the domain-guided encoder.
+
+Every loop is resumable: it keeps its whole state (modules, optimizers, iteration) in
+``RUN_DIR/state.pt``, saved atomically every ``--save-every`` seconds and at the end, and
+draws each iteration's batch and noise from seeds derived from (seed, iteration), so a run
+interrupted and resumed gives the same weights as an uninterrupted one.
+
+    python -m gan.train classifier --run runs/classifier --iters 1500
+    python -m gan.train gan --run runs/gan --kimg 150
+    python -m gan.train transfer --base checkpoints/base.pt --run runs/transfer --kimg 20
+    python -m gan.train encoder --base checkpoints/base.pt --classifier checkpoints/classifier.pt --run runs/encoder
+    python -m gan.train ship --run runs/gan --what gan --out checkpoints/base.pt
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from gan import checkpoint as ckpt
+from gan import data
+from gan import networks as N
+
+
+def _batch(seed: int, it: int, n: int, style: str = "photo"):
+    rng = np.random.default_rng([seed, it])
+    seeds = rng.integers(0, data.HELDOUT_SEED_BASE, size=n)
+    images, labels, yaw = data.render_batch(seeds, style=style)
+    return (torch.from_numpy(data.to_tensor_range(images)), torch.from_numpy(labels), torch.from_numpy(yaw))
+
+
+def _seed_all(seed: int, it: int) -> torch.Generator:
+    torch.manual_seed(seed * 1_000_003 + it)
+    return torch.Generator().manual_seed(seed * 1_000_003 + it)
+
+
+class _Clock:
+    """Decides when to save: every `every` seconds, and when the time budget runs out."""
+
+    def __init__(self, every: float, minutes: float | None):
+        self.every = every
+        self.last = time.monotonic()
+        self.deadline = None if minutes is None else time.monotonic() + minutes * 60
+
+    def save_due(self) -> bool:
+        if time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            return True
+        return False
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+
+def _save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
+    from PIL import Image
+
+    x = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    n, h, w, c = x.shape
+    rows = math.ceil(n / nrow)
+    grid = np.zeros((rows * h, nrow * w, c), np.uint8)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        grid[r * h : (r + 1) * h, col * w : (col + 1) * w] = x[i]
+    Image.fromarray(grid).save(path)
+
+
+# --------------------------------------------------------------------------- GAN
+
+
+def r1_penalty(D: torch.nn.Module, real: torch.Tensor) -> torch.Tensor:
+    real = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(real).sum(), real, create_graph=True)
+    return grad.square().sum(dim=(1, 2, 3)).mean()
+
+
+def gan_iteration(G, D, G_ema, opt_g, opt_d, real, *, gen, it, r1_gamma, r1_every, mixing_prob, ema_beta):
+    """One G step and one D step (non-saturating loss, lazy R1, style mixing, EMA)."""
+    b = real.shape[0]
+    z = torch.randn(b, G.z_dim, generator=gen)
+    w = G.mapping(z, update_w_avg=True)
+    ws = w[:, None].expand(-1, G.num_ws, -1)
+    if torch.rand((), generator=gen).item() < mixing_prob:
+        cut = int(torch.randint(1, G.num_ws, (), generator=gen))
+        w2 = G.mapping(torch.randn(b, G.z_dim, generator=gen))
+        ws = torch.cat([ws[:, :cut], w2[:, None].expand(-1, G.num_ws - cut, -1)], dim=1)
+    fake = G.synthesis(ws, "random", fused=True)
+
+    D.requires_grad_(False)
+    loss_g = F.softplus(-D(fake)).mean()
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    D.requires_grad_(True)
+
+    loss_d = F.softplus(D(fake.detach())).mean() + F.softplus(-D(real)).mean()
+    if it % r1_every == 0:
+        loss_d = loss_d + r1_penalty(D, real) * (r1_gamma / 2) * r1_every
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+
+    with torch.no_grad():
+        for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+            p_ema.lerp_(p, 1 - ema_beta)
+        for b_ema, b_ in zip(G_ema.buffers(), G.buffers()):
+            b_ema.copy_(b_)
+    return float(loss_g), float(loss_d)
+
+
+def train_gan(
+    run: Path,
+    *,
+    kimg: float,
+    batch: int = 32,
+    seed: int = 0,
+    style: str = "photo",
+    init: Path | None = None,      # start from this checkpoint's G/D (transfer fine-tune)
+    lr: float = 2.5e-3,
+    r1_gamma: float = 0.5,
+    r1_every: int = 16,
+    mixing_prob: float = 0.9,
+    ema_kimg: float = 5.0,
+    minutes: float | None = None,
+    save_every: float = 120.0,
+    threads: int | None = None,
+) -> dict:
+    if threads:
+        torch.set_num_threads(threads)
+    run.mkdir(parents=True, exist_ok=True)
+    state_path = run / "state.pt"
+    if init is not None:
+        src = ckpt.load(init)
+        G = ckpt.generator_from(src["G_ema"]).train().requires_grad_(True)
+        D = ckpt.discriminator_from(src["D"])
+    else:
+        torch.manual_seed(seed)
+        G, D = N.Generator(), N.Discriminator()
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    c = r1_every / (r1_every + 1)  # lazy-regularization correction of Adam's settings
+    mapping_params = list(G.mapping.parameters())
+    other = [p for n, p in G.named_parameters() if not n.startswith("mapping.")]
+    opt_g = torch.optim.Adam([{"params": other}, {"params": mapping_params}], lr=lr, betas=(0.0, 0.99), eps=1e-8)
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr * c, betas=(0.0, 0.99**c), eps=1e-8)
+    it, log = 0, []
+    if state_path.exists():
+        s = torch.load(state_path, weights_only=True)
+        G.load_state_dict(s["G"]), D.load_state_dict(s["D"]), G_ema.load_state_dict(s["G_ema"])
+        opt_g.load_state_dict(s["opt_g"]), opt_d.load_state_dict(s["opt_d"])
+        it, log = s["it"], s["log"]
+        click.echo(f"resumed {run} at iteration {it} ({it * batch / 1000:.1f} kimg)")
+
+    def save():
+        ckpt.atomic_save(dict(G=G.state_dict(), D=D.state_dict(), G_ema=G_ema.state_dict(),
+                              opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict(), it=it, log=log,
+                              G_config=G.config, D_config=D.config, style=style), state_path)
+        with torch.no_grad():
+            _save_grid(G_ema(torch.randn(32, G.z_dim, generator=torch.Generator().manual_seed(123))), run / "progress.png")
+
+    total = int(math.ceil(kimg * 1000 / batch))
+    ema_beta = 0.5 ** (batch / (ema_kimg * 1000))
+    clock = _Clock(save_every, minutes)
+    t0 = time.monotonic()
+    bar = tqdm(total=total, initial=it, desc=f"gan {style}", unit="it", mininterval=5)
+    while it < total:
+        real, _, _ = _batch(seed, it, batch, style)
+        gen = _seed_all(seed, it)
+        lg, ld = gan_iteration(G, D, G_ema, opt_g, opt_d, real, gen=gen, it=it, r1_gamma=r1_gamma,
+                               r1_every=r1_every, mixing_prob=mixing_prob, ema_beta=ema_beta)
+        it += 1
+        bar.update(1)
+        if it % 50 == 0:
+            log.append((it, lg, ld))
+            bar.set_postfix(loss_g=f"{lg:.3f}", loss_d=f"{ld:.3f}")
+        if clock.save_due():
+            save()
+        if clock.out_of_time():
+            break
+    bar.close()
+    save()
+    return dict(iterations=it, kimg=it * batch / 1000, seconds=time.monotonic() - t0)
+
+
+# --------------------------------------------------------------------------- classifier
+
+
+def train_classifier(run: Path, *, iters: int, batch: int = 64, seed: int = 1, lr: float = 1e-3,
+                     minutes: float | None = None, save_every: float = 120.0, threads: int | None = None) -> dict:
+    if threads:
+        torch.set_num_threads(threads)
+    run.mkdir(parents=True, exist_ok=True)
+    state_path = run / "state.pt"
+    torch.manual_seed(seed)
+    C = N.AttributeClassifier(num_binary=len(data.ATTRIBUTES), num_regression=len(data.REGRESSIONS), width=16)
+    opt = torch.optim.Adam(C.parameters(), lr=lr)
+    it = 0
+    if state_path.exists():
+        s = torch.load(state_path, weights_only=True)
+        C.load_state_dict(s["C"]), opt.load_state_dict(s["opt"])
+        it = s["it"]
+    nb = len(data.ATTRIBUTES)
+
+    def save():
+        ckpt.atomic_save(dict(C=C.state_dict(), opt=opt.state_dict(), it=it, C_config=C.config), state_path)
+
+    clock = _Clock(save_every, minutes)
+    bar = tqdm(total=iters, initial=it, desc="classifier", unit="it", mininterval=5)
+    while it < iters:
+        x, labels, yaw = _batch(seed, it, batch, "photo" if it % 4 else "woodblock")
+        for g in opt.param_groups:  # cosine decay
+            g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * it / iters))
+        out = C(x)
+        loss = F.binary_cross_entropy_with_logits(out[:, :nb], labels) + F.mse_loss(out[:, nb], yaw)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        it += 1
+        bar.update(1)
+        if it % 50 == 0:
+            bar.set_postfix(loss=f"{float(loss):.4f}")
+        if clock.save_due():
+            save()
+        if clock.out_of_time():
+            break
+    bar.close()
+    save()
+    return dict(iterations=it)
+
+
+# --------------------------------------------------------------------------- encoder
+
+
+def train_encoder(
+    run: Path,
+    *,
+    base: Path,
+    classifier: Path,
+    iters: int,
+    batch: int = 16,
+    seed: int = 2,
+    lr: float = 5e-4,
+    w_pix: float = 1.0,
+    w_feat: float = 0.5,
+    w_adv: float = 0.05,
+    w_latent: float = 1.0,      # latent regression on G's own samples (known w)
+    minutes: float | None = None,
+    save_every: float = 120.0,
+    threads: int | None = None,
+) -> dict:
+    """IDInvert encoder objective on REAL renders: pixel + perceptual + adversarial
+    (encoder vs a discriminator that keeps training), plus a latent regression term on
+    generated samples, which gives the encoder a direct signal in W+."""
+    if threads:
+        torch.set_num_threads(threads)
+    run.mkdir(parents=True, exist_ok=True)
+    state_path = run / "state.pt"
+    src = ckpt.load(base)
+    G = ckpt.generator_from(src["G_ema"])
+    D = ckpt.discriminator_from(src["D"])
+    C = ckpt.load_classifier(classifier)
+    torch.manual_seed(seed)
+    E = N.Encoder(num_ws=G.num_ws, w_dim=G.w_dim)
+    E.w_avg.copy_(G.mapping.w_avg)
+    opt_e = torch.optim.Adam(E.parameters(), lr=lr, betas=(0.9, 0.99))
+    opt_d = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.0, 0.99))
+    it = 0
+    if state_path.exists():
+        s = torch.load(state_path, weights_only=True)
+        E.load_state_dict(s["E"]), D.load_state_dict(s["D"])
+        opt_e.load_state_dict(s["opt_e"]), opt_d.load_state_dict(s["opt_d"])
+        it = s["it"]
+
+    def save():
+        ckpt.atomic_save(dict(E=E.state_dict(), D=D.state_dict(), opt_e=opt_e.state_dict(),
+                              opt_d=opt_d.state_dict(), it=it, E_config=E.config), state_path)
+
+    clock = _Clock(save_every, minutes)
+    bar = tqdm(total=iters, initial=it, desc="encoder", unit="it", mininterval=5)
+    while it < iters:
+        real, _, _ = _batch(seed, it, batch)
+        gen = _seed_all(seed, it)
+        for g in opt_e.param_groups:
+            g["lr"] = lr * min(1.0, 0.5 * (1 + math.cos(math.pi * it / iters)) + 0.05)
+        with torch.no_grad():
+            w = G.mapping(torch.randn(batch // 2, G.z_dim, generator=gen))[:, None].expand(-1, G.num_ws, -1)
+            synth = G.synthesis(w, "const", fused=True)
+        E.train()
+        ws = E(torch.cat([real, synth]))
+        ws_real, ws_synth = ws[:batch], ws[batch:]
+        rec = G.synthesis(ws_real, "const", fused=True)
+        D.requires_grad_(False)
+        loss_pix = F.mse_loss(rec, real)
+        loss_feat = F.mse_loss(C.features(rec), C.features(real))
+        loss_adv = F.softplus(-D(rec)).mean()
+        loss_lat = F.mse_loss(ws_synth, w)
+        loss = w_pix * loss_pix + w_feat * loss_feat + w_adv * loss_adv + w_latent * loss_lat
+        opt_e.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_e.step()
+        D.requires_grad_(True)
+        loss_d = F.softplus(D(rec.detach())).mean() + F.softplus(-D(real)).mean()
+        if it % 16 == 0:
+            loss_d = loss_d + r1_penalty(D, real) * 5.0 * 16
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        it += 1
+        bar.update(1)
+        if it % 25 == 0:
+            psnr = 10 * math.log10(4.0 / max(float(loss_pix), 1e-10))
+            bar.set_postfix(pix=f"{float(loss_pix):.4f}", psnr=f"{psnr:.1f}", lat=f"{float(loss_lat):.4f}")
+        if clock.save_due():
+            save()
+        if clock.out_of_time():
+            break
+    bar.close()
+    save()
+    return dict(iterations=it)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+@click.group()
+def cli() -> None:
+    """Train stylegate's models (resumable: rerun the same command to continue)."""
+
+
+_common = [
+    click.option("--run", "run", type=click.Path(path_type=Path), required=True, help="run directory (state.pt)"),
+    click.option("--seed", type=int, default=None),
+    click.option("--minutes", type=float, default=None, help="stop (and save) after this many minutes"),
+    click.option("--save-every", type=float, default=120.0, help="seconds between checkpoints"),
+    click.option("--threads", type=int, default=None, help="torch intra-op threads"),
+]
+
+
+def common(f):
+    for opt in reversed(_common):
+        f = opt(f)
+    return f
+
+
+def _kw(seed, default, **kw):
+    kw["seed"] = default if seed is None else seed
+    return kw
+
+
+@cli.command()
+@common
+@click.option("--kimg", type=float, default=150.0, help="thousands of real images to show")
+@click.option("--batch", type=int, default=32)
+def gan(run, seed, minutes, save_every, threads, kimg, batch):
+    """Train the base GAN on photo-style renders."""
+    click.echo(train_gan(run, **_kw(seed, 0, kimg=kimg, batch=batch, minutes=minutes, save_every=save_every,
+                                     threads=threads)))
+
+
+@cli.command()
+@common
+@click.option("--base", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--kimg", type=float, default=20.0)
+@click.option("--batch", type=int, default=32)
+def transfer(run, seed, minutes, save_every, threads, base, kimg, batch):
+    """Fine-tune the base GAN on woodblock-style renders (the transfer domain)."""
+    click.echo(train_gan(run, **_kw(seed, 3, kimg=kimg, batch=batch, style="woodblock", init=base, lr=1e-3,
+                                     minutes=minutes, save_every=save_every, threads=threads, ema_kimg=2.0)))
+
+
+@cli.command()
+@common
+@click.option("--iters", type=int, default=1500)
+def classifier(run, seed, minutes, save_every, threads, iters):
+    """Train the attribute classifier (its trunk is the perceptual feature network)."""
+    click.echo(train_classifier(run, **_kw(seed, 1, iters=iters, minutes=minutes, save_every=save_every,
+                                            threads=threads)))
+
+
+@cli.command()
+@common
+@click.option("--base", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--classifier", "classifier_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--iters", type=int, default=3000)
+@click.option("--batch", type=int, default=16)
+def encoder(run, seed, minutes, save_every, threads, base, classifier_path, iters, batch):
+    """Train the domain-guided encoder (IDInvert objective) against the base generator."""
+    click.echo(train_encoder(run, **_kw(seed, 2, base=base, classifier=classifier_path, iters=iters, batch=batch,
+                                         minutes=minutes, save_every=save_every, threads=threads)))
+
+
+@cli.command()
+@click.option("--run", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--what", type=click.Choice(["gan", "classifier", "encoder"]), required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+def ship(run, what, out):
+    """Write a compact fp16 checkpoint from a run's state (adds to OUT if it exists)."""
+    s = torch.load(run / "state.pt", weights_only=True)
+    shipped = ckpt.load(out) if out.exists() else {}
+    half = ckpt._half
+    if what == "gan":
+        shipped["G_ema"] = {"config": s["G_config"], "state_dict": half(s["G_ema"])}
+        shipped["D"] = {"config": s["D_config"], "state_dict": half(s["D"])}
+        shipped["style"] = s.get("style", "photo")
+        shipped["kimg"] = s["it"] * 32 / 1000
+    elif what == "classifier":
+        shipped["classifier"] = {"config": s["C_config"], "state_dict": half(s["C"])}
+    else:
+        shipped["encoder"] = {"config": s["E_config"], "state_dict": half(s["E"])}
+    ckpt.atomic_save(shipped, out)
+    click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    cli()
