@@ -1,0 +1,45 @@
+"""The ``stylegate`` command: one entry point, subcommands loaded lazily so that the
+client and serving commands never import torch (only ``export`` does)."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# subcommand -> "module:attribute" of a click command
+COMMANDS: dict[str, str] = {
+    "serve": "service.cli:serve",
+    "generate": "service.cli:generate",
+    "invert": "service.cli:invert",
+    "edit": "service.cli:edit",
+    "mix": "service.cli:mix",
+    "interpolate": "service.cli:interpolate",
+    "batch": "service.cli:batch",
+    "directions": "service.cli:directions",
+    "export": "export.cli:export",
+    "triton": "export.triton_local:triton",
+    "loadtest": "bench.loadtest:loadtest",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.command(cls=LazyGroup)
+@click.version_option(package_name="stylegate")
+def main() -> None:
+    """stylegate: serve StyleGAN generators over gRPC (generation, inversion, editing)."""
+
+
+if __name__ == "__main__":
+    main()

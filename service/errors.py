@@ -1,0 +1,41 @@
+"""Domain errors of the gateway. Each carries a reason naming the field at fault; the one
+mapping to gRPC status codes lives in ``service/interceptors.py`` (or wherever the servicer
+maps errors), never in the core code."""
+
+from __future__ import annotations
+
+
+class StylegateError(Exception):
+    """Base class: ``field`` names the request field at fault, when there is one."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+    def __str__(self) -> str:
+        msg = super().__str__()
+        return f"{self.field}: {msg}" if self.field else msg
+
+
+class InvalidInput(StylegateError):
+    """Malformed request: bad image, wrong shape, NaN/Inf, over a cap (INVALID_ARGUMENT)."""
+
+
+class NotFound(StylegateError):
+    """Unknown model, generator or direction (NOT_FOUND)."""
+
+
+class OverCapacity(StylegateError):
+    """Queues full or too many in-flight inversions (RESOURCE_EXHAUSTED)."""
+
+
+class DeadlineExceeded(StylegateError):
+    """The request's deadline passed before the work finished (DEADLINE_EXCEEDED)."""
+
+
+class BackendUnavailable(StylegateError):
+    """The inference backend cannot be reached or a model is not ready (UNAVAILABLE)."""
+
+
+class Cancelled(StylegateError):
+    """The client went away (CANCELLED)."""

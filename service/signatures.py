@@ -1,0 +1,116 @@
+"""Tensor signatures of the served models: the one contract between export/ and the gateway.
+
+The exporter names its ONNX inputs/outputs from here, the Triton configs are written from
+here, and the gateway builds requests (and checks Triton's model metadata at start-up)
+from here. Torch-free on purpose: export/ imports this module and nothing else of service/.
+
+Dims exclude the batch dimension (every model has a dynamic batch). A dim is an int or a
+symbol resolved from the generator's metadata (``stylegate.json``): ``z_dim``, ``w_dim``,
+``num_ws``, ``resolution``, ``feature_channels``, ``feature_resolution``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import numpy as np
+
+Dim = int | str
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str            # Triton dtype name: "FP32", ...
+    dims: tuple[Dim, ...]  # per-sample dims (batch excluded)
+    doc: str = ""
+
+    def shape(self, meta: Mapping[str, int]) -> tuple[int, ...]:
+        """Concrete per-sample shape for a generator's metadata."""
+        return tuple(d if isinstance(d, int) else int(meta[d]) for d in self.dims)
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return np.dtype(TRITON_TO_NUMPY[self.dtype])
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSignature:
+    network: str  # mapping | synthesis | encoder | features | inversion_step
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    doc: str = ""
+
+    def input(self, name: str) -> TensorSpec:
+        return next(t for t in self.inputs if t.name == name)
+
+    def output(self, name: str) -> TensorSpec:
+        return next(t for t in self.outputs if t.name == name)
+
+
+TRITON_TO_NUMPY = {"FP32": "float32", "FP16": "float16", "INT64": "int64", "INT32": "int32"}
+
+IMAGE_DIMS: tuple[Dim, ...] = (3, "resolution", "resolution")  # RGB in [-1, 1], NCHW
+WS_DIMS: tuple[Dim, ...] = ("num_ws", "w_dim")
+FEATURE_DIMS: tuple[Dim, ...] = ("feature_channels", "feature_resolution", "feature_resolution")
+
+# Order of the per-sample loss weights and loss terms of the inversion step.
+LOSS_TERMS: tuple[str, ...] = ("pixel", "feature", "domain")
+
+MAPPING = ModelSignature(
+    "mapping",
+    inputs=(TensorSpec("z", "FP32", ("z_dim",), "latent code, standard normal"),),
+    outputs=(TensorSpec("w", "FP32", ("w_dim",), "intermediate latent (untruncated)"),),
+    doc="z -> w; truncation is applied by the gateway with w_avg",
+)
+
+SYNTHESIS = ModelSignature(
+    "synthesis",
+    inputs=(
+        TensorSpec("ws", "FP32", WS_DIMS, "W+ latent, one w per layer"),
+        TensorSpec("noise_gain", "FP32", (1,), "1 = the model's constant noise, 0 = no noise"),
+    ),
+    outputs=(TensorSpec("image", "FP32", IMAGE_DIMS, "RGB image in about [-1, 1]"),),
+)
+
+ENCODER = ModelSignature(
+    "encoder",
+    inputs=(TensorSpec("image", "FP32", IMAGE_DIMS, "RGB image in [-1, 1]"),),
+    outputs=(TensorSpec("ws", "FP32", WS_DIMS, "W+ latent predicted by the domain-guided encoder"),),
+)
+
+FEATURES = ModelSignature(
+    "features",
+    inputs=(TensorSpec("image", "FP32", IMAGE_DIMS, "RGB image in [-1, 1]"),),
+    outputs=(TensorSpec("features", "FP32", FEATURE_DIMS, "perceptual features"),),
+    doc="the target's perceptual features, computed once per inversion",
+)
+
+INVERSION_STEP = ModelSignature(
+    "inversion_step",
+    inputs=(
+        TensorSpec("ws", "FP32", WS_DIMS, "current W+ latent"),
+        TensorSpec("target", "FP32", IMAGE_DIMS, "target image in [-1, 1]"),
+        TensorSpec("target_features", "FP32", FEATURE_DIMS, "features(target), from the features model"),
+        TensorSpec("loss_weights", "FP32", (len(LOSS_TERMS),), "weights of (pixel, feature, domain)"),
+        TensorSpec("mask", "FP32", (1, "resolution", "resolution"), "1 where pixel/feature terms count"),
+    ),
+    outputs=(
+        TensorSpec("loss", "FP32", (1,), "weighted total loss per sample"),
+        TensorSpec("loss_terms", "FP32", (len(LOSS_TERMS),), "unweighted (pixel, feature, domain) terms"),
+        TensorSpec("grad", "FP32", WS_DIMS, "d loss / d ws, per sample"),
+        TensorSpec("image", "FP32", IMAGE_DIMS, "G(ws), the reconstruction at this step"),
+    ),
+    doc=(
+        "loss = w_pix * mean_mask((x - G(w))^2) + w_feat * mean_mask((F(x) - F(G(w)))^2)"
+        " + w_dom * mean((w - E(G(w)))^2), and its gradient with respect to w"
+    ),
+)
+
+SIGNATURES: dict[str, ModelSignature] = {
+    s.network: s for s in (MAPPING, SYNTHESIS, ENCODER, FEATURES, INVERSION_STEP)
+}
+
+# Name of the repository-level metadata file written by export/ and read by the gateway.
+METADATA_FILE = "stylegate.json"
