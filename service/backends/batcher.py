@@ -1,0 +1,225 @@
+"""Dynamic micro-batching: concurrent calls to the same model are concatenated along the
+batch axis into one run, then split back, so N concurrent inversions cost about one run
+per step instead of N.
+
+A batch for a model is dispatched when (a) it is full (``max_batch`` samples), (b) as many
+calls are waiting as the previous batch carried (callers in lock-step, e.g. concurrent
+inversions, come back together: no need to sit out the window), or (c) ``window_s`` has
+passed since its first call arrived. Interactive calls are taken before bulk ones. Runs
+happen in a thread pool, at most ``concurrency`` at a time over all models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import heapq
+import itertools
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+
+import numpy as np
+
+from service import metrics
+from service.backends.base import Priority
+from service.errors import BackendUnavailable, DeadlineExceeded, OverCapacity
+
+RunFn = Callable[[str, dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+@dataclasses.dataclass(order=True)
+class _Call:
+    priority: int
+    seq: int
+    size: int = dataclasses.field(compare=False)
+    inputs: dict[str, np.ndarray] = dataclasses.field(compare=False)
+    future: asyncio.Future = dataclasses.field(compare=False)
+    enqueued: float = dataclasses.field(compare=False)
+
+
+class _ModelQueue:
+    def __init__(self) -> None:
+        self.heap: list[_Call] = []
+        self.arrived = asyncio.Event()
+        self.last_calls = 1  # calls in the previous batch: how many to expect back
+        self.worker: asyncio.Task | None = None
+
+    def pending(self) -> list[_Call]:
+        return [c for c in self.heap if not c.future.done()]
+
+
+@dataclasses.dataclass
+class BatchStats:
+    """Counters kept for tests and benchmarks (Prometheus has the same as histograms)."""
+
+    runs: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    calls: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    batch_sizes: dict[str, collections.deque] = dataclasses.field(
+        default_factory=lambda: collections.defaultdict(lambda: collections.deque(maxlen=10000))
+    )
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        run: RunFn,                # blocking: model, batched inputs -> batched outputs
+        executor: Executor,        # where ``run`` executes
+        *,
+        backend_name: str = "embedded",
+        max_batch: int = 32,       # samples per run (a single larger call runs alone)
+        window_s: float = 0.002,   # how long a batch waits for more calls
+        max_queue: int = 1024,     # waiting calls per model before OverCapacity
+        concurrency: int = 1,      # runs in flight at once, all models together
+    ):
+        self._run = run
+        self._executor = executor
+        self._backend = backend_name
+        self.max_batch = max(1, max_batch)
+        self.window_s = max(0.0, window_s)
+        self.max_queue = max_queue
+        self._slots = asyncio.Semaphore(max(1, concurrency))
+        self._queues: dict[str, _ModelQueue] = {}
+        self._seq = itertools.count()
+        self._closed = False
+        self._running: set[asyncio.Task] = set()
+        self.stats = BatchStats()
+
+    async def submit(
+        self,
+        model: str,
+        inputs: dict[str, np.ndarray],
+        *,
+        priority: Priority = Priority.INTERACTIVE,
+        timeout: float | None = None,
+    ) -> dict[str, np.ndarray]:
+        if self._closed:
+            raise BackendUnavailable(f"backend is closed (model {model})")
+        sizes = {v.shape[0] for v in inputs.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"{model}: inputs disagree on the batch size: {sorted(sizes)}")
+        queue = self._queues.get(model)
+        if queue is None:
+            queue = self._queues[model] = _ModelQueue()
+        if len(queue.heap) >= self.max_queue:
+            raise OverCapacity(f"queue of model {model} is full ({self.max_queue} calls)")
+        loop = asyncio.get_running_loop()
+        call = _Call(
+            int(priority), next(self._seq), sizes.pop(), inputs, loop.create_future(),
+            time.perf_counter(),
+        )
+        heapq.heappush(queue.heap, call)
+        metrics.BACKEND_QUEUE_DEPTH.labels(model).set(len(queue.heap))
+        queue.arrived.set()
+        if queue.worker is None or queue.worker.done():
+            queue.worker = asyncio.create_task(self._worker(model, queue))
+        try:
+            if timeout is None:
+                return await call.future
+            return await asyncio.wait_for(call.future, timeout=max(timeout, 0.0))
+        except asyncio.TimeoutError:
+            raise DeadlineExceeded(f"deadline passed waiting for model {model}") from None
+
+    async def close(self) -> None:
+        self._closed = True
+        for queue in self._queues.values():
+            if queue.worker is not None:
+                queue.worker.cancel()
+            for call in queue.heap:
+                if not call.future.done():
+                    call.future.set_exception(BackendUnavailable("backend closed"))
+            queue.heap.clear()
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _worker(self, model: str, queue: _ModelQueue) -> None:
+        while not self._closed:
+            queue.heap = queue.pending()  # drop calls whose callers went away
+            heapq.heapify(queue.heap)
+            if not queue.heap:
+                queue.arrived.clear()
+                await queue.arrived.wait()
+                continue
+            first = min(c.enqueued for c in queue.heap)
+            while True:
+                pending = queue.pending()
+                if (
+                    sum(c.size for c in pending) >= self.max_batch
+                    or len(pending) >= queue.last_calls
+                ):
+                    break
+                left = first + self.window_s - time.perf_counter()
+                if left <= 0:
+                    break
+                queue.arrived.clear()
+                try:
+                    await asyncio.wait_for(queue.arrived.wait(), timeout=left)
+                except asyncio.TimeoutError:
+                    break
+            await self._slots.acquire()
+            batch = self._take(queue)
+            metrics.BACKEND_QUEUE_DEPTH.labels(model).set(len(queue.heap))
+            if not batch:
+                self._slots.release()
+                continue
+            queue.last_calls = len(batch)
+            task = asyncio.create_task(self._execute(model, batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    def _take(self, queue: _ModelQueue) -> list[_Call]:
+        batch: list[_Call] = []
+        total = 0
+        while queue.heap:
+            call = queue.heap[0]
+            if call.future.done():
+                heapq.heappop(queue.heap)
+                continue
+            if batch and total + call.size > self.max_batch:
+                break
+            heapq.heappop(queue.heap)
+            batch.append(call)
+            total += call.size
+        return batch
+
+    async def _execute(self, model: str, batch: list[_Call]) -> None:
+        try:
+            now = time.perf_counter()
+            for call in batch:
+                metrics.BACKEND_QUEUE_WAIT.labels(model).observe(now - call.enqueued)
+            if len(batch) == 1:
+                inputs = batch[0].inputs
+            else:
+                inputs = {
+                    name: np.concatenate([c.inputs[name] for c in batch], axis=0)
+                    for name in batch[0].inputs
+                }
+            size = sum(c.size for c in batch)
+            metrics.BACKEND_BATCH_SIZE.labels(model).observe(size)
+            metrics.BACKEND_CALLS_PER_RUN.labels(model).observe(len(batch))
+            self.stats.runs[model] += 1
+            self.stats.calls[model] += len(batch)
+            self.stats.batch_sizes[model].append(size)
+            loop = asyncio.get_running_loop()
+            start = time.perf_counter()
+            try:
+                outputs = await loop.run_in_executor(self._executor, self._run, model, inputs)
+            except Exception as exc:  # noqa: BLE001 - delivered to every caller of the batch
+                metrics.BACKEND_ERRORS.labels(self._backend, model).inc()
+                for call in batch:
+                    if not call.future.done():
+                        call.future.set_exception(exc)
+                return
+            finally:
+                metrics.BACKEND_LATENCY.labels(self._backend, model).observe(
+                    time.perf_counter() - start
+                )
+            offset = 0
+            for call in batch:
+                part = {k: v[offset : offset + call.size] for k, v in outputs.items()}
+                offset += call.size
+                if not call.future.done():
+                    call.future.set_result(part)
+        finally:
+            self._slots.release()

@@ -1,0 +1,133 @@
+"""gRPC plumbing: ``create_server(address) -> (server, port)`` with the StyleGate servicer,
+the standard health service and reflection; start-up (backend load, then SERVING) and
+graceful shutdown (NOT_SERVING, drain in-flight RPCs, stop, close the backend)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from protos.stylegate.v1 import stylegate_pb2 as pb
+from protos.stylegate.v1 import stylegate_pb2_grpc as pb_grpc
+from service import metrics
+from service.backends.base import Backend
+from service.metadata import RepositoryInfo, load_repository
+from service.servicer import StyleGateServicer
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["StyleGate"].full_name  # stylegate.v1.StyleGate
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def make_backend(settings: Settings, repository: RepositoryInfo) -> Backend:
+    """The backend named by the settings (clients are created in ``load``)."""
+    if settings.backend == "embedded":
+        from service.backends.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(
+            repository,
+            intra_op_threads=settings.intra_op_threads,
+            session_concurrency=settings.session_concurrency,
+            max_batch=settings.max_batch,
+            batch_window_ms=settings.batch_window_ms,
+            max_queue=settings.max_queue,
+        )
+    if settings.backend == "triton":
+        from service.backends.triton import TritonBackend
+
+        return TritonBackend(repository, settings.triton_url)
+    raise ValueError(f"unknown backend {settings.backend!r} (embedded or triton)")
+
+
+class GatewayServer:
+    """A grpc.aio server with its servicer, health and backend, started and stopped together."""
+
+    def __init__(self, server: grpc.aio.Server, servicer: StyleGateServicer,
+                 health_servicer: health.aio.HealthServicer, settings: Settings):
+        self.grpc = server
+        self.servicer = servicer
+        self.health = health_servicer
+        self.settings = settings
+        self.backend = servicer.backend
+
+    async def start(self) -> None:
+        """Load the backend, start listening, then report SERVING."""
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, NOT_SERVING)
+        await self.backend.load()
+        await self.grpc.start()
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, SERVING)
+        log.info("gateway serving", extra={"backend": self.backend.name})
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful shutdown: NOT_SERVING (probes see it while we drain), refuse new RPCs,
+        wait up to ``grace`` seconds for in-flight ones, then stop and close the backend."""
+        grace = self.settings.drain_grace_s if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        self.servicer.in_flight.draining = True
+        log.info("draining", extra={"in_flight": self.servicer.in_flight.count, "grace_s": grace})
+        drained = await self.servicer.in_flight.wait_idle(grace)
+        if not drained:
+            log.warning("grace period over, cancelling in-flight RPCs",
+                        extra={"in_flight": self.servicer.in_flight.count})
+        await self.grpc.stop(0.5)
+        await self.backend.close()
+        log.info("gateway stopped")
+
+    async def wait_for_termination(self) -> None:
+        await self.grpc.wait_for_termination()
+
+
+def create_server(
+    address: str,
+    settings: Settings | None = None,
+    *,
+    backend: Backend | None = None,      # None: the one named by settings
+    repository: RepositoryInfo | None = None,  # None: read settings.model_repository
+) -> tuple[GatewayServer, int]:
+    """Build the gateway bound to ``address`` (``host:0`` picks a free port). Call
+    ``await server.start()`` inside the event loop that will run it."""
+    settings = settings or Settings.load()
+    repository = repository or load_repository(settings.model_repository)
+    backend = backend or make_backend(settings, repository)
+    server = grpc.aio.server(options=[
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ])
+    servicer = StyleGateServicer(settings, repository, backend)
+    pb_grpc.add_StyleGateServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot bind {address}")
+    return GatewayServer(server, servicer, health_servicer, settings), port
+
+
+async def serve(settings: Settings) -> None:
+    """Run the gateway until SIGINT/SIGTERM, then shut down gracefully."""
+    if settings.metrics_port:
+        metrics.serve_metrics(settings.metrics_port)
+    server, port = create_server(f"{settings.host}:{settings.port}", settings)
+    await server.start()
+    log.info("listening", extra={"port": port, "metrics_port": settings.metrics_port,
+                                 "model_repository": settings.model_repository})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()

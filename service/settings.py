@@ -1,0 +1,73 @@
+"""The gateway's one settings object: defaults here, overridden by ``STYLEGATE_<FIELD>``
+environment variables, overridden by command-line flags (``Settings.load(**flags)``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+ENV_PREFIX = "STYLEGATE_"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    # serving
+    host: str = "0.0.0.0"
+    port: int = 50051
+    metrics_port: int = 9090  # 0 = no metrics HTTP server
+    backend: str = "embedded"  # embedded | triton
+    model_repository: str = "model_repository"
+    triton_url: str = "localhost:8001"
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # embedded backend
+    intra_op_threads: int = 2       # onnxruntime threads per session run
+    session_concurrency: int = 1    # onnxruntime runs in flight at once (thread pool size)
+    max_batch: int = 32             # micro-batcher: samples per onnxruntime run
+    batch_window_ms: float = 2.0    # micro-batcher: wait this long for more calls
+    max_queue: int = 1024           # pending calls per model before OverCapacity
+
+    # limits
+    max_steps: int = 1000
+    max_image_bytes: int = 16 * 1024 * 1024
+    max_image_side: int = 4096
+    max_generate: int = 64          # images per Generate / Interpolate frames
+    max_batch_seeds: int = 1_000_000
+    max_concurrent_inversions: int = 64
+    max_message_bytes: int = 64 * 1024 * 1024
+
+    # shutdown
+    drain_grace_s: float = 30.0  # wait this long for in-flight RPCs after NOT_SERVING
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults < environment (``STYLEGATE_PORT=...``) < ``overrides`` (None = not given)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _parse(f.type, raw, f.name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _parse(kind: Any, raw: str, name: str) -> Any:
+    kind = kind if isinstance(kind, str) else kind.__name__
+    try:
+        if kind == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        return raw
+    except ValueError:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from None
