@@ -1,0 +1,323 @@
+"""``stylegate serve|generate|invert|edit|mix|interpolate|batch|directions``: thin click
+wrappers; everything but ``serve`` talks to a running gateway through service.client."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import sys
+from pathlib import Path
+
+import click
+import grpc
+import numpy as np
+from PIL import Image
+
+SERVER_OPTION = click.option("--server", default="localhost:50051", show_default=True,
+                             envvar="STYLEGATE_SERVER", help="gateway address HOST:PORT")
+MODEL_OPTION = click.option("--model", default="", help="generator (default: the repository's)")
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """'0-7' or '1,5,9' or '0-3,10' -> seeds (ranges inclusive)."""
+    seeds: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1)
+                if int(hi) < int(lo):
+                    raise click.BadParameter(f"range {part!r} runs backwards", param_hint="--seeds")
+                seeds.extend(range(int(lo), int(hi) + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise click.BadParameter(f"{part!r} is not a seed or range", param_hint="--seeds") from None
+    if not seeds:
+        raise click.BadParameter("no seeds given", param_hint="--seeds")
+    return seeds
+
+
+def parse_layers(spec: str | None) -> tuple[int, int] | None:
+    if not spec:
+        return None
+    try:
+        lo, hi = spec.split(":")
+        return int(lo), int(hi)
+    except ValueError:
+        raise click.BadParameter(f"{spec!r} is not START:STOP", param_hint="--layers") from None
+
+
+def load_latent(spec: str):
+    """A seed ('42') or a .npy latent file."""
+    if spec.endswith(".npy"):
+        return np.load(spec).astype(np.float32)
+    try:
+        return int(spec)
+    except ValueError:
+        raise click.BadParameter(f"{spec!r} is neither a seed nor a .npy file") from None
+
+
+def save_image(img, path: Path) -> None:
+    """Write a response image as PNG (raw tensors are converted)."""
+    from service.client import image_array
+
+    Image.fromarray(image_array(img)).save(path)
+
+
+def fail(err: grpc.RpcError) -> None:
+    click.echo(f"error: {err.code().name}: {err.details()}", err=True)
+    sys.exit(1)
+
+
+def _client(server: str, timeout: float | None = None):
+    from service.client import StylegateClient
+
+    return StylegateClient(server, timeout=timeout)
+
+
+@click.command()
+@click.option("--port", type=int, default=None, help="gRPC port [50051]")
+@click.option("--host", default=None, help="bind address [0.0.0.0]")
+@click.option("--metrics-port", type=int, default=None, help="Prometheus /metrics port, 0 = off [9090]")
+@click.option("--backend", type=click.Choice(["embedded", "triton"]), default=None, help="[embedded]")
+@click.option("--triton-url", default=None, help="Triton gRPC HOST:PORT [localhost:8001]")
+@click.option("--model-repository", default=None, help="[model_repository]")
+@click.option("--intra-op-threads", type=int, default=None, help="onnxruntime threads per run [2]")
+@click.option("--session-concurrency", type=int, default=None, help="onnxruntime runs at once [1]")
+@click.option("--max-batch", type=int, default=None, help="micro-batcher samples per run [32]")
+@click.option("--batch-window-ms", type=float, default=None, help="micro-batcher window [2]")
+@click.option("--log-level", default=None, help="[INFO]")
+def serve(**flags) -> None:
+    """Run the gateway (flags override STYLEGATE_* environment variables)."""
+    from service import logs
+    from service.server import serve as run
+    from service.settings import Settings
+
+    settings = Settings.load(**flags)
+    logs.configure(settings.log_level, json_lines=settings.log_json)
+    asyncio.run(run(settings))
+
+
+@click.command()
+@click.option("--seeds", required=True, help="e.g. 0-7 or 1,5,9")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--truncation", type=float, default=None, help="psi, e.g. 0.7 (default 1: none)")
+@MODEL_OPTION
+@SERVER_OPTION
+def generate(seeds: str, out: Path, truncation: float | None, model: str, server: str) -> None:
+    """Generate one PNG per seed."""
+    seed_list = parse_seeds(seeds)
+    out.mkdir(parents=True, exist_ok=True)
+    from tqdm import tqdm
+
+    with _client(server) as c:
+        try:
+            with tqdm(total=len(seed_list), desc="generate", unit="img") as bar:
+                for lo in range(0, len(seed_list), 16):
+                    for item in c.generate(seed_list[lo : lo + 16], model=model, truncation=truncation):
+                        save_image(item.image, out / f"seed{item.seed:04d}.png")
+                        bar.update(1)
+        except grpc.RpcError as err:
+            fail(err)
+    click.echo(f"wrote {len(seed_list)} images to {out}")
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--method", type=click.Choice(["in_domain", "optimize", "encoder"]), default="in_domain",
+              show_default=True)
+@click.option("--steps", type=int, default=None, help="max steps (default 100, early stopping on)")
+@click.option("--lr", "learning_rate", type=float, default=None, help="peak learning rate")
+@click.option("--space", type=click.Choice(["w", "w_plus"]), default=None)
+@click.option("--concurrency", type=int, default=4, show_default=True,
+              help="images inverted at once (the gateway batches their steps)")
+@MODEL_OPTION
+@SERVER_OPTION
+def invert(images: tuple[Path, ...], out: Path, method: str, steps: int | None,
+           learning_rate: float | None, space: str | None, concurrency: int, model: str,
+           server: str) -> None:
+    """Invert images: writes NAME.png (reconstruction) and NAME.npy (W+ latent)."""
+    from tqdm import tqdm
+
+    from service.client import tensor_to_array
+
+    out.mkdir(parents=True, exist_ok=True)
+    total = (steps if steps is not None else 100) if method != "encoder" else 0
+    bars = {p: tqdm(total=total, desc=p.name, position=i, leave=True) for i, p in enumerate(images)}
+
+    def one(path: Path, c) -> str:
+        bar = bars[path]
+
+        def progress(p) -> None:
+            bar.n = p.step
+            bar.set_postfix(loss=f"{p.loss:.4f}", refresh=False)
+            bar.refresh()
+
+        r = c.invert(path.read_bytes(), model=model, method=method, steps=steps,
+                     learning_rate=learning_rate, space=space, on_progress=progress)
+        bar.close()
+        save_image(r.reconstruction, out / f"{path.stem}.png")
+        np.save(out / f"{path.stem}.npy", tensor_to_array(r.ws))
+        q = r.quality
+        return (f"{path.name}: {r.steps} steps{' (early stop)' if r.early_stopped else ''}, "
+                f"PSNR {q.psnr:.2f} dB, SSIM {q.ssim:.3f}, perceptual {q.perceptual_distance:.4f}, "
+                f"in-domain {q.in_domain_score:.3f}, {r.seconds:.2f}s")
+
+    with _client(server) as c, concurrent.futures.ThreadPoolExecutor(max(1, concurrency)) as pool:
+        futures = [pool.submit(one, p, c) for p in images]
+        try:
+            lines = [f.result() for f in futures]
+        except grpc.RpcError as err:
+            fail(err)
+    for line in lines:
+        click.echo(line)
+
+
+@click.command()
+@click.argument("source")
+@click.option("--direction", "directions", multiple=True, required=True, help="named direction (repeatable)")
+@click.option("--strength", "strengths", type=float, multiple=True, default=(3.0,), show_default=True,
+              help="in standard deviations (one, or one per --direction)")
+@click.option("--layers", default=None, help="layer range START:STOP (default: the direction's)")
+@click.option("--condition-on", multiple=True, help="directions to keep unchanged (conditional edit)")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--steps", type=int, default=None, help="inversion steps when SOURCE is an image")
+@MODEL_OPTION
+@SERVER_OPTION
+def edit(source: str, directions: tuple[str, ...], strengths: tuple[float, ...], layers: str | None,
+         condition_on: tuple[str, ...], out: Path, steps: int | None, model: str, server: str) -> None:
+    """Edit SOURCE (an image, inverted first; a .npy latent; or a seed) along directions."""
+    from protos.stylegate.v1 import stylegate_pb2 as pb
+    from service.client import tensor_to_array
+
+    if len(strengths) not in (1, len(directions)):
+        raise click.BadParameter("give one --strength or one per --direction")
+    strengths = strengths * len(directions) if len(strengths) == 1 else strengths
+    span = parse_layers(layers)
+    ops = []
+    for name, s in zip(directions, strengths):
+        op = pb.EditOp(name=name, strength=s, condition_on=list(condition_on))
+        if span:
+            op.layer_start, op.layer_stop = span
+        ops.append(op)
+    path = Path(source)
+    src = path.read_bytes() if path.exists() and path.suffix != ".npy" else load_latent(source)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = path.stem if path.exists() else f"seed{source}"
+    with _client(server) as c:
+        try:
+            r = c.edit(src, ops, model=model, include_original=True, return_latent=True,
+                       invert_options={"steps": steps})
+        except grpc.RpcError as err:
+            fail(err)
+    tag = "_".join(f"{d}{s:+g}" for d, s in zip(directions, strengths))
+    save_image(r.image, out / f"{stem}_{tag}.png")
+    save_image(r.original, out / f"{stem}_original.png")
+    np.save(out / f"{stem}_{tag}.npy", tensor_to_array(r.ws))
+    click.echo(f"wrote {out / f'{stem}_{tag}.png'} (and the original, and the latent)")
+
+
+@click.command()
+@click.option("--a", "a", required=True, help="base latent: seed or .npy")
+@click.option("--b", "b", required=True, help="latent whose layers are mixed in: seed or .npy")
+@click.option("--layers", default=None, help="layers taken from B, START:STOP (default 0:num_ws/2)")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@MODEL_OPTION
+@SERVER_OPTION
+def mix(a: str, b: str, layers: str | None, out: Path, model: str, server: str) -> None:
+    """Style mixing: layers of B over A."""
+    out.mkdir(parents=True, exist_ok=True)
+    with _client(server) as c:
+        try:
+            r = c.style_mix(load_latent(a), load_latent(b), model=model, layers=parse_layers(layers))
+        except grpc.RpcError as err:
+            fail(err)
+    name = f"mix_{Path(a).stem}_{Path(b).stem}.png"
+    save_image(r.image, out / name)
+    click.echo(f"wrote {out / name}")
+
+
+@click.command()
+@click.option("--start", required=True, help="seed or .npy")
+@click.option("--end", required=True, help="seed or .npy")
+@click.option("--frames", type=int, default=16, show_default=True)
+@click.option("--mode", type=click.Choice(["lerp", "slerp"]), default="lerp", show_default=True)
+@click.option("--fps", type=float, default=12.0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="a .gif file or a directory")
+@MODEL_OPTION
+@SERVER_OPTION
+def interpolate(start: str, end: str, frames: int, mode: str, fps: float, out: Path, model: str,
+                server: str) -> None:
+    """Interpolate between two latents; writes an animated GIF."""
+    from service.client import image_array
+
+    with _client(server) as c:
+        try:
+            r = c.interpolate(load_latent(start), load_latent(end), frames=frames, mode=mode, model=model)
+        except grpc.RpcError as err:
+            fail(err)
+    if out.suffix.lower() != ".gif":
+        out.mkdir(parents=True, exist_ok=True)
+        out = out / f"interp_{Path(start).stem}_{Path(end).stem}.gif"
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    pics = [Image.fromarray(image_array(f)) for f in r.frames]
+    pics[0].save(out, save_all=True, append_images=pics[1:] + pics[-2:0:-1],
+                 duration=int(1000 / fps), loop=0)
+    click.echo(f"wrote {out} ({len(pics)} frames)")
+
+
+@click.command()
+@click.option("--seeds", required=True, help="e.g. 0-999")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--chunk-size", type=int, default=16, show_default=True)
+@click.option("--truncation", type=float, default=None)
+@click.option("--restart", is_flag=True, help="ignore OUT/.resume and start from the first seed")
+@MODEL_OPTION
+@SERVER_OPTION
+def batch(seeds: str, out: Path, chunk_size: int, truncation: float | None, restart: bool,
+          model: str, server: str) -> None:
+    """Bulk generation; interrupted runs resume from OUT/.resume."""
+    from tqdm import tqdm
+
+    seed_list = parse_seeds(seeds)
+    is_range = seed_list == list(range(seed_list[0], seed_list[-1] + 1))
+    out.mkdir(parents=True, exist_ok=True)
+    marker = out / ".resume"
+    token = "" if restart or not marker.exists() else marker.read_text().strip()
+    spec = range(seed_list[0], seed_list[-1] + 1) if is_range else seed_list
+    with _client(server) as c, tqdm(total=len(seed_list), desc="batch", unit="img") as bar:
+        try:
+            for chunk in c.batch_generate(spec, model=model, chunk_size=chunk_size,
+                                          truncation=truncation, resume_token=token):
+                for item in chunk.images:
+                    save_image(item.image, out / f"seed{item.seed:04d}.png")
+                marker.write_text(chunk.resume_token)
+                bar.n = chunk.done
+                bar.refresh()
+        except grpc.RpcError as err:
+            fail(err)
+    marker.unlink(missing_ok=True)
+    click.echo(f"wrote {len(seed_list)} images to {out}")
+
+
+@click.command()
+@MODEL_OPTION
+@SERVER_OPTION
+def directions(model: str, server: str) -> None:
+    """List the named latent directions of a generator."""
+    with _client(server) as c:
+        try:
+            found = c.list_directions(model)
+        except grpc.RpcError as err:
+            fail(err)
+    for d in found:
+        stats = ", ".join(f"{k} {v:.3g}" for k, v in sorted(d.stats.items()))
+        attr = f" attribute={d.attribute}" if d.attribute else ""
+        click.echo(f"{d.name:20s} {d.method:12s} std {d.std:.3g} layers [{d.layer_start}, "
+                   f"{d.layer_stop}){attr}{'  ' + stats if stats else ''}")
+
