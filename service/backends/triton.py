@@ -1,0 +1,453 @@
+"""``TritonBackend``: the networks run in a Triton Inference Server, reached over gRPC
+(tritonclient's asyncio client). Triton's dynamic batcher merges concurrent calls (the
+steps of many inversions) into batches; ``batch_statistics`` reports how big they are.
+
+Transport failures become ``BackendUnavailable``; the client is created lazily and
+re-created after a failure, so the gateway recovers by itself when Triton comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as aioclient
+from tritonclient.utils import InferenceServerException
+
+from service import metrics
+from service.backends.base import Priority
+from service.errors import (
+    BackendUnavailable,
+    Cancelled,
+    DeadlineExceeded,
+    InvalidInput,
+    NotFound,
+    OverCapacity,
+)
+from service.metadata import RepositoryInfo, load_repository
+from service.signatures import SIGNATURES, ModelSignature
+
+log = logging.getLogger(__name__)
+
+# The client's defaults plus a short reconnect backoff (gRPC's grows to 120 s, which would
+# keep the gateway failing long after Triton is back) and a subchannel pool of the
+# channel's own: with gRPC's global pool a new channel inherits the old one's backoff.
+CHANNEL_ARGS = [
+    ("grpc.use_local_subchannel_pool", 1),
+    ("grpc.max_send_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+    ("grpc.max_receive_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpectedModel:
+    """A served model as the gateway will call it: its signature and concrete dims."""
+
+    name: str
+    signature: ModelSignature
+    generator: str
+    inputs: dict[str, tuple[str, tuple[int, ...]]]   # name -> (dtype, per-sample shape)
+    outputs: dict[str, tuple[str, tuple[int, ...]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchStatistics:
+    """Cumulative since the model was loaded in Triton (counters, like Prometheus')."""
+
+    model: str
+    inference_count: int  # samples inferred
+    execution_count: int  # model executions (batches)
+    executions_by_batch_size: dict[int, int]
+    queue_seconds: float  # summed over requests
+    compute_seconds: float  # summed over requests (input + infer + output)
+    request_count: int  # successful requests
+
+    @property
+    def mean_batch_size(self) -> float:
+        return self.inference_count / self.execution_count if self.execution_count else 0.0
+
+    @property
+    def max_batch_size(self) -> int:
+        return max((b for b, n in self.executions_by_batch_size.items() if n), default=0)
+
+
+def expected_models(repository: RepositoryInfo) -> dict[str, ExpectedModel]:
+    """Every model the repository's generators name, with dims resolved from their
+    metadata. A model shared by generators (the blend's mapping) must agree in both."""
+    found: dict[str, ExpectedModel] = {}
+    for generator in repository.generators.values():
+        dims = generator.dims
+        for network, model in generator.models.items():
+            signature = SIGNATURES.get(network)
+            if signature is None:
+                continue
+            expected = ExpectedModel(
+                name=model,
+                signature=signature,
+                generator=generator.name,
+                inputs={t.name: (t.dtype, t.shape(dims)) for t in signature.inputs},
+                outputs={t.name: (t.dtype, t.shape(dims)) for t in signature.outputs},
+            )
+            previous = found.get(model)
+            if previous is not None and (
+                previous.inputs != expected.inputs or previous.outputs != expected.outputs
+            ):
+                raise BackendUnavailable(
+                    f"model {model!r} is used by generators {previous.generator!r} and "
+                    f"{generator.name!r} with different tensor dims"
+                )
+            found.setdefault(model, expected)
+    return found
+
+
+def check_metadata(expected: ExpectedModel, metadata: Mapping) -> list[str]:
+    """Differences between Triton's model metadata (``as_json``) and the signature: one
+    line per tensor at fault, empty when they match."""
+    problems = []
+    for kind, want in (("input", expected.inputs), ("output", expected.outputs)):
+        served = {t["name"]: t for t in metadata.get(kind + "s", [])}
+        for name, (dtype, shape) in want.items():
+            tensor = served.get(name)
+            if tensor is None:
+                problems.append(f"{kind} {name!r} is missing (Triton has {sorted(served)})")
+                continue
+            got_shape = [int(d) for d in tensor.get("shape", [])]
+            want_shape = [-1, *shape]
+            if tensor.get("datatype") != dtype:
+                problems.append(f"{kind} {name!r} has dtype {tensor.get('datatype')}, expected {dtype}")
+            if got_shape != want_shape:
+                spec = next(t for t in getattr(expected.signature, kind + "s") if t.name == name)
+                problems.append(
+                    f"{kind} {name!r} has shape {got_shape}, expected {want_shape} "
+                    f"([batch, {', '.join(map(str, spec.dims))}] of generator "
+                    f"{expected.generator!r})"
+                )
+        if kind == "input":
+            for name in sorted(set(served) - set(want)):
+                problems.append(f"input {name!r} is not in the {expected.signature.network} signature")
+    return problems
+
+
+class TritonBackend:
+    name = "triton"
+
+    def __init__(
+        self,
+        repository: str | Path | RepositoryInfo,  # the metadata (stylegate.json) of what Triton serves
+        url: str = "localhost:8001",              # Triton's gRPC endpoint, host:port
+        *,
+        models: Iterable[str] | None = None,      # models to check and serve (None: all in the metadata)
+        retries: int = 3,                         # extra attempts of a call that found Triton UNAVAILABLE
+        backoff_s: float = 0.05,                  # first retry delay, doubled each retry (with jitter)
+        connect_timeout_s: float = 5.0,           # per control call (readiness, metadata, statistics)
+        channel_args: list[tuple[str, object]] | None = None,  # None: CHANNEL_ARGS
+    ):
+        self.url = url
+        self._repository = repository
+        self._only = set(models) if models is not None else None
+        self._retries = retries
+        self._backoff_s = backoff_s
+        self._connect_timeout_s = connect_timeout_s
+        self._channel_args = channel_args if channel_args is not None else CHANNEL_ARGS
+        self._client: aioclient.InferenceServerClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._expected: dict[str, ExpectedModel] = {}
+        self._max_batch: dict[str, int] = {}
+        self._loaded = False
+        self._available = False
+        self._stale: set[str] = set()  # models to check again (after a reconnect)
+        self._closed = False
+
+    # -- protocol ---------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._loaded and self._available and not self._closed
+
+    async def load(self) -> None:
+        repo = self._repository
+        if not isinstance(repo, RepositoryInfo):
+            repo = load_repository(repo)
+            self._repository = repo
+        expected = expected_models(repo)
+        if self._only is not None:
+            unknown = self._only - set(expected)
+            if unknown:
+                raise NotFound(f"models {sorted(unknown)} are not in {repo.root}/stylegate.json")
+            expected = {m: e for m, e in expected.items() if m in self._only}
+        self._expected = expected
+        self._closed = False
+        self._stale = set(expected)
+        deadline = time.monotonic() + self._connect_timeout_s * (self._retries + 1)
+        ready = await self._call("(server)", deadline, lambda c, t: c.is_server_ready(client_timeout=t))
+        if not ready:
+            raise BackendUnavailable(f"Triton at {self.url} is not ready")
+        problems = []
+        for model in sorted(expected):
+            problems += await self._call(
+                model, deadline, lambda c, t: self._verify_model(c, t, model), verify=False
+            )
+        if problems:
+            raise BackendUnavailable(
+                f"Triton at {self.url} does not serve what the gateway expects: " + "; ".join(problems)
+            )
+        self._loaded = True
+        self._available = True
+        log.info("triton backend ready", extra={"url": self.url, "models": sorted(expected)})
+
+    async def healthy(self) -> bool:
+        client = self._client_now()
+        try:
+            ok = bool(await client.is_server_ready(client_timeout=self._connect_timeout_s))
+        except InferenceServerException as exc:
+            await self._transport_failed(exc, client)
+            return False
+        self._available = ok
+        return ok
+
+    async def infer(
+        self,
+        model: str,
+        inputs: dict[str, np.ndarray],
+        *,
+        priority: Priority = Priority.INTERACTIVE,
+        timeout: float | None = None,
+    ) -> dict[str, np.ndarray]:
+        if self._closed or not self._loaded:
+            raise BackendUnavailable("triton backend is not loaded")
+        expected = self._expected.get(model)
+        if expected is None:
+            raise NotFound(f"model {model!r} is not served by this gateway", field="model")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        arrays = self._prepare_inputs(expected, inputs)
+        if model in self._stale:  # learn max_batch_size again before splitting
+            await self._call(model, deadline, _nothing)
+        batch = len(next(iter(arrays.values())))
+        limit = self._max_batch.get(model) or batch
+        started = time.perf_counter()
+        if batch <= limit:
+            result = await self._infer_chunk(model, arrays, priority, deadline)
+        else:
+            # Triton rejects a request larger than max_batch_size: send chunks, concurrently.
+            chunks = await asyncio.gather(
+                *(
+                    self._infer_chunk(
+                        model, {k: v[i : i + limit] for k, v in arrays.items()}, priority, deadline
+                    )
+                    for i in range(0, batch, limit)
+                )
+            )
+            result = {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+        metrics.BACKEND_LATENCY.labels(self.name, model).observe(time.perf_counter() - started)
+        return result
+
+    async def close(self) -> None:
+        self._closed = True
+        self._loaded = False
+        await self._drop_client(self._client)
+
+    # -- statistics -------------------------------------------------------------------
+
+    async def batch_statistics(self, models: Iterable[str] | None = None) -> dict[str, BatchStatistics]:
+        """Triton's cumulative statistics of ``models`` (default: all the gateway uses):
+        ``mean_batch_size`` = inference_count / execution_count."""
+        names = set(models if models is not None else self._expected)
+        response = await self._call(
+            "(statistics)", None, lambda c, t: c.get_inference_statistics(client_timeout=t), verify=False
+        )
+        stats = {}
+        for model_stats in response.model_stats:
+            if model_stats.name not in names:
+                continue
+            s = model_stats.inference_stats
+            stats[model_stats.name] = BatchStatistics(
+                model=model_stats.name,
+                inference_count=model_stats.inference_count,
+                execution_count=model_stats.execution_count,
+                executions_by_batch_size={
+                    b.batch_size: b.compute_infer.count for b in model_stats.batch_stats
+                },
+                queue_seconds=s.queue.ns / 1e9,
+                compute_seconds=(s.compute_input.ns + s.compute_infer.ns + s.compute_output.ns) / 1e9,
+                request_count=s.success.count,
+            )
+        return stats
+
+    # -- internals --------------------------------------------------------------------
+
+    def _client_now(self) -> aioclient.InferenceServerClient:
+        """The client, created on first use in the running event loop (a gRPC aio channel
+        belongs to the loop that made it)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client = aioclient.InferenceServerClient(self.url, channel_args=self._channel_args)
+            self._client_loop = loop
+        return self._client
+
+    async def _drop_client(self, client) -> None:
+        if client is None:
+            return
+        if client is self._client:
+            self._client = None
+            self._client_loop = None
+        try:
+            await client.close()
+        except Exception:  # noqa: BLE001 - closing a broken channel may fail; nothing to do
+            pass
+
+    async def _transport_failed(self, exc: InferenceServerException, client) -> None:
+        """Triton unreachable: a fresh channel next time (no waiting out gRPC's reconnect
+        backoff), and every model checked again before its next call (Triton may come
+        back with other models)."""
+        if self._available:
+            log.warning("triton unavailable", extra={"url": self.url, "error": exc.message()})
+        self._available = False
+        self._stale = set(self._expected)
+        await self._drop_client(client)
+
+    async def _call(self, model: str, deadline: float | None, fn, *, verify: bool = True):
+        """``await fn(client, timeout)``, first checking ``model`` again if it is stale;
+        transport failures retried with exponential backoff within the deadline."""
+        attempt = 0
+        while True:
+            client = self._client_now()
+            timeout = self._timeout_left(deadline, model)
+            try:
+                if verify and model in self._stale:
+                    problems = await self._verify_model(client, timeout, model)
+                    if problems:
+                        raise BackendUnavailable("; ".join(problems))
+                    timeout = self._timeout_left(deadline, model)
+                return await fn(client, timeout)
+            except InferenceServerException as exc:
+                metrics.BACKEND_ERRORS.labels(self.name, model).inc()
+                error, transport = self._error(exc, model)
+                if not transport or self._closed:
+                    raise error from None
+                await self._transport_failed(exc, client)
+                delay = self._backoff_s * (2**attempt) * random.uniform(0.5, 1.5)
+                if attempt >= self._retries or (
+                    deadline is not None and time.monotonic() + delay >= deadline
+                ):
+                    raise error from None
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    def _timeout_left(self, deadline: float | None, model: str) -> float | None:
+        if deadline is None:
+            return None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceeded(f"the request's deadline passed before model {model!r} ran")
+        return left
+
+    async def _verify_model(self, client, timeout: float | None, model: str) -> list[str]:
+        """Problems with one model (empty: READY and matching the signature); learns its
+        max_batch_size. Raises InferenceServerException on transport failure."""
+        expected = self._expected[model]
+        timeout = min(timeout or self._connect_timeout_s, self._connect_timeout_s)
+        if not await client.is_model_ready(model, client_timeout=timeout):
+            return [f"model {model!r} is not ready"]
+        metadata = await client.get_model_metadata(model, as_json=True, client_timeout=timeout)
+        config = await client.get_model_config(model, as_json=True, client_timeout=timeout)
+        problems = [
+            f"model {model!r} ({expected.signature.network}): {p}"
+            for p in check_metadata(expected, metadata)
+        ]
+        if not problems:
+            self._max_batch[model] = int(config.get("config", {}).get("max_batch_size", 0))
+            self._stale.discard(model)
+        return problems
+
+    def _prepare_inputs(self, expected: ExpectedModel, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        arrays = {}
+        batch = None
+        for name, (_, shape) in expected.inputs.items():
+            if name not in inputs:
+                raise InvalidInput(f"model {expected.name!r}: missing input {name!r}", field=name)
+            array = np.ascontiguousarray(inputs[name], dtype=expected.signature.input(name).numpy_dtype)
+            if array.shape[1:] != shape or (batch is not None and len(array) != batch):
+                raise InvalidInput(
+                    f"model {expected.name!r}: input {name!r} has shape {array.shape}, "
+                    f"expected [{batch if batch is not None else 'batch'}, {', '.join(map(str, shape))}]",
+                    field=name,
+                )
+            batch = len(array)
+            arrays[name] = array
+        return arrays
+
+    async def _infer_chunk(
+        self,
+        model: str,
+        arrays: dict[str, np.ndarray],
+        priority: Priority,
+        deadline: float | None,
+    ) -> dict[str, np.ndarray]:
+        expected = self._expected[model]
+        requests = []
+        for name, array in arrays.items():
+            tensor = grpcclient.InferInput(name, list(array.shape), expected.inputs[name][0])
+            tensor.set_data_from_numpy(array)
+            requests.append(tensor)
+        outputs = [grpcclient.InferRequestedOutput(name) for name in expected.outputs]
+
+        def call(client, timeout):
+            return client.infer(
+                model,
+                requests,
+                outputs=outputs,
+                priority=int(priority),
+                client_timeout=timeout,
+                # Triton also drops the request from its queue past this point (when the
+                # model's queue policy allows the override).
+                timeout=None if timeout is None else max(1, int(timeout * 1e6)),
+            )
+
+        result = await self._call(model, deadline, call)
+        self._available = True
+        return {name: _writable(result.as_numpy(name)) for name in expected.outputs}
+
+    def _error(self, exc: InferenceServerException, model: str) -> tuple[Exception, bool]:
+        """Triton's status -> (domain error, whether it is a transport failure). Only
+        transport failures are retried: every stylegate model is a pure function of its
+        inputs, so repeating a call is harmless."""
+        status = (exc.status() or "").removeprefix("StatusCode.")
+        message = exc.message() or str(exc)
+        where = f"Triton at {self.url}, model {model!r}"
+        if "queue size" in message or status == "RESOURCE_EXHAUSTED":
+            return OverCapacity(f"{where}: {message}"), False
+        if status == "UNAVAILABLE":
+            return BackendUnavailable(f"{where}: {message}"), True
+        if status == "DEADLINE_EXCEEDED":
+            return DeadlineExceeded(f"{where}: {message}"), False
+        if status == "CANCELLED":
+            if self._closed:
+                return BackendUnavailable(f"{where}: backend closed"), False
+            return Cancelled(f"{where}: {message}"), False
+        if status == "NOT_FOUND" or "not ready" in message:  # unloaded / unknown model
+            return BackendUnavailable(f"{where}: {message}"), False
+        if status == "INVALID_ARGUMENT":
+            return InvalidInput(f"{where}: {message}"), False
+        return RuntimeError(f"{where}: {status}: {message}"), False
+
+
+async def _nothing(client, timeout) -> None:
+    return None
+
+
+def _writable(array: np.ndarray) -> np.ndarray:
+    # tritonclient returns views of the response bytes (read-only); callers may update in place
+    return array if array.flags.writeable else array.copy()
