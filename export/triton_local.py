@@ -16,7 +16,9 @@ benchmarks::
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -28,9 +30,15 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from export import triton_config
+from service.signatures import METADATA_FILE, SIGNATURES
 
 MODEL_TEMPLATE = Path(__file__).with_name("triton_python_model.py")
 CONFIG_FILE = "config.pbtxt"
@@ -83,33 +91,77 @@ class TritonDistribution:
 # The CPU flavour of a model repository
 
 
-def cpu_flavour_config(text: str, *, sys_path: str = "", intra_op_threads: int = 0) -> str:
-    """The python-backend twin of a production ``config.pbtxt``.
+def _networks(source: Path) -> dict[str, tuple[str, dict[str, int]]]:
+    """model name -> (network, dims) from the repository's stylegate.json (empty if none)."""
+    path = source / METADATA_FILE
+    if not path.is_file():
+        return {}
+    found = {}
+    for generator in json.loads(path.read_text()).get("generators", {}).values():
+        dims = {k: v for k, v in generator.items() if isinstance(v, int)}
+        for network, model in generator.get("models", {}).items():
+            found.setdefault(model, (network, dims))
+    return found
 
-    Kept: name, max_batch_size, inputs/outputs (names, dtypes, dims, reshape), dynamic
-    batching (queue delay, preferred sizes, queue policy), instance counts, warmup.
-    Changed: platform/backend -> python, GPU instance groups -> CPU, execution
-    accelerators dropped, priority levels added when missing.
+
+def _io(config) -> list:
+    return [list(config.input), list(config.output)]
+
+
+def cpu_flavour_config(
+    text: str,
+    *,
+    network: str | None = None,
+    dims: Mapping[str, int] | None = None,
+    parameters: Mapping[str, str] | None = None,
+) -> str:
+    """The python-backend twin of a production ``config.pbtxt`` (``text``).
+
+    Rendered by ``export.triton_config.model_config(runtime="python")`` with the
+    production config's batching and instance count, when the model's ``network`` and
+    ``dims`` are known and that rendering has the production inputs and outputs.
+    Otherwise (a repository written by other means, or hand-edited) the production config
+    itself is converted: backend -> python, GPU instances -> CPU, accelerators dropped.
+    Either way: priority levels added when missing (the gateway sends two).
     """
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2
-
-    config = text_format.Parse(text, model_config_pb2.ModelConfig())
-    config.ClearField("platform")
-    config.ClearField("default_model_filename")
-    config.backend = "python"
-    config.optimization.ClearField("execution_accelerators")
-    for group in config.instance_group:
-        if group.kind in (group.KIND_GPU, group.KIND_AUTO):
-            group.kind = group.KIND_CPU
-        group.ClearField("gpus")
+    production = text_format.Parse(text, model_config_pb2.ModelConfig())
+    config = None
+    if network in SIGNATURES and dims is not None:
+        batching = production.dynamic_batching
+        rendered = triton_config.model_config(
+            production.name,
+            network,
+            dims,
+            runtime="python",
+            device="cpu",
+            batching=triton_config.Batching(
+                max_batch_size=production.max_batch_size,
+                preferred_batch_sizes=tuple(batching.preferred_batch_size),
+                max_queue_delay_microseconds=batching.max_queue_delay_microseconds,
+                max_queue_size=batching.default_queue_policy.max_queue_size,
+                instance_count=max((g.count for g in production.instance_group), default=1),
+            ),
+            parameters=parameters,
+        )
+        candidate = text_format.Parse(rendered, model_config_pb2.ModelConfig())
+        if _io(candidate) == _io(production):
+            config = candidate
+    if config is None:
+        config = model_config_pb2.ModelConfig()
+        config.CopyFrom(production)
+        config.ClearField("platform")
+        config.ClearField("default_model_filename")
+        config.backend = "python"
+        config.optimization.ClearField("execution_accelerators")
+        for group in config.instance_group:
+            if group.kind in (group.KIND_GPU, group.KIND_AUTO):
+                group.kind = group.KIND_CPU
+            group.ClearField("gpus")
+        for key, value in (parameters or {}).items():
+            config.parameters[key].string_value = value
     if config.HasField("dynamic_batching") and config.dynamic_batching.priority_levels == 0:
         config.dynamic_batching.priority_levels = PRIORITY_LEVELS
         config.dynamic_batching.default_priority_level = DEFAULT_PRIORITY_LEVEL
-    if sys_path:
-        config.parameters["sys_path"].string_value = sys_path
-    if intra_op_threads:
-        config.parameters["intra_op_threads"].string_value = str(intra_op_threads)
     return text_format.MessageToString(config)
 
 
@@ -120,14 +172,19 @@ def build_cpu_repository(source: Path, dest: Path, *, intra_op_threads: int = 0)
     if not source.is_dir():
         raise TritonStartError(f"model repository {source} is not a directory")
     dest.mkdir(parents=True)
-    sys_path = sysconfig.get_paths()["purelib"]  # this interpreter's onnxruntime and numpy
+    networks = _networks(source)
+    # this interpreter's onnxruntime and numpy, whatever python the stub finds
+    parameters = {"sys_path": sysconfig.get_paths()["purelib"]}
+    if intra_op_threads:
+        parameters["intra_op_threads"] = str(intra_op_threads)
     models = []
     for model_dir in sorted(p for p in source.iterdir() if (p / CONFIG_FILE).is_file()):
         out = dest / model_dir.name
         out.mkdir()
+        network, dims = networks.get(model_dir.name, (None, None))
         text = (model_dir / CONFIG_FILE).read_text()
         (out / CONFIG_FILE).write_text(
-            cpu_flavour_config(text, sys_path=sys_path, intra_op_threads=intra_op_threads)
+            cpu_flavour_config(text, network=network, dims=dims, parameters=parameters)
         )
         for entry in model_dir.iterdir():
             if entry.name == CONFIG_FILE:
@@ -137,7 +194,7 @@ def build_cpu_repository(source: Path, dest: Path, *, intra_op_threads: int = 0)
                 for item in entry.iterdir():
                     (out / entry.name / item.name).symlink_to(item)
                 shutil.copyfile(MODEL_TEMPLATE, out / entry.name / "model.py")
-            else:  # warmup data, labels, ...
+            else:  # other configs, warmup data, ...
                 (out / entry.name).symlink_to(entry)
         models.append(model_dir.name)
     if not models:
@@ -170,6 +227,15 @@ def server_env(dist: TritonDistribution) -> dict[str, str]:
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.pop("PYTHONHOME", None)
     return env
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the process that started it dies (even by SIGKILL), so
+    that a killed ``stylegate triton`` leaves no tritonserver behind."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def free_port() -> int:
@@ -300,6 +366,7 @@ class TritonServer:
             stdout=self._log if self._stdout is None else self._stdout,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # signals are ours to forward, not the terminal's
+            preexec_fn=_die_with_parent,
         )
         try:
             self.wait_ready(timeout)
