@@ -49,10 +49,10 @@ def kubectl() -> str:
     return found
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _render_text(path: str) -> str:
     result = subprocess.run(
-        [kubectl(), "kustomize", path], capture_output=True, text=True, timeout=120
+        [kubectl(), "kustomize", path], check=False, capture_output=True, text=True, timeout=120
     )
     if result.returncode != 0:
         raise RuntimeError(f"kustomize build {path} failed:\n{result.stderr}")
@@ -205,7 +205,7 @@ def project_image_target(image: str) -> str | None:
 # --- Dockerfile ---------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def dockerfile_stages() -> dict[str, dict[str, Any]]:
     """Stages of the repo's Dockerfile by name: base image (ARGs resolved), ENTRYPOINT,
     CMD and USER (exec form lists), the instructions' text."""

@@ -11,7 +11,6 @@ import re
 
 import kubernetes_validate
 import pytest
-
 from k8s_manifests import (
     CRD_KINDS,
     OVERLAYS,
@@ -561,3 +560,25 @@ def test_init_containers_copy_from_the_model_image(objects):
                 source = words[words.index("cp") + 1 + (1 if words[words.index("cp") + 1].startswith("-") else 0)]
                 assert source.startswith(copy_dest + "/"), source
                 assert any(words[-1].startswith(m["mountPath"]) for m in c["volumeMounts"])
+
+
+# --- load test Job ------------------------------------------------------------------------
+
+
+def test_loadtest_job_targets_the_gateway_service():
+    import yaml
+    from k8s_manifests import K8S, _render_text
+
+    (job,) = [d for d in yaml.safe_load_all(_render_text(str(K8S / "loadtest"))) if d]
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(job, version, strict=True)
+    assert job["metadata"]["namespace"] == NAMESPACE
+    (c,) = pod_template(job)["spec"]["containers"]
+    assert project_image_target(c["image"]) == "gateway"
+    assert split_image(c["image"])[1] == split_image(
+        container(one(render("cpu"), "Deployment", GATEWAY), "gateway")["image"]
+    )[1], "the load test runs the deployed gateway's CLI version"
+    host, port = env(c)["STYLEGATE_SERVER"].rsplit(":", 1)
+    service = one(render("cpu"), "Service", host)
+    assert int(port) in [p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc"]
+    assert {"cpu", "memory"} <= set(c["resources"]["limits"])
