@@ -136,3 +136,113 @@ class FakeBackend:
 
     async def close(self) -> None:
         self.ready = False
+
+
+def write_onnx_repository(root: Path, nets: FakeNetworks | None = None) -> RepositoryInfo:
+    """The fake networks as real ONNX models (dynamic batch) in a model repository, so the
+    EmbeddedBackend and its micro-batcher run real onnxruntime sessions in fast tests."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nets = nets or FakeNetworks()
+    repo = nets.write(root)
+    d_ws, d_img, d_feat = NUM_WS * W, 3 * RES * RES, FC * FR * FR
+    f32 = TensorProto.FLOAT
+
+    def const(name, value):
+        return numpy_helper.from_array(np.asarray(value), name)
+
+    def io(name, dims):
+        return helper.make_tensor_value_info(name, f32, ["B", *dims])
+
+    def save(model_name, nodes, inputs, outputs, inits):
+        graph = helper.make_graph(nodes, model_name, inputs, outputs, inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        path = root / model_name / "1"
+        path.mkdir(parents=True, exist_ok=True)
+        onnx.save(model, str(path / "model.onnx"))
+
+    n = helper.make_node
+    shapes = {
+        "s_ws": [-1, d_ws], "s_img": [-1, d_img], "s_image4": [-1, 3, RES, RES],
+        "s_ws3": [-1, NUM_WS, W], "s_feat4": [-1, FC, FR, FR], "s_feat": [-1, d_feat],
+    }
+    shape_inits = [const(k, np.array(v, np.int64)) for k, v in shapes.items()]
+
+    save("mapping", [n("MatMul", ["z", "M"], ["w"])], [io("z", [Z])], [io("w", [W])], [const("M", nets.M)])
+    for name, flip in (("synthesis", False), ("blend_synthesis", True)):
+        nodes = [
+            n("Reshape", ["ws", "s_ws"], ["wf"]),
+            n("MatMul", ["wf", "S"], ["x0"]),
+            n("Mul", ["noise_gain", "noise"], ["nz"]),
+            n("Add", ["x0", "nz"], ["x1"]),
+        ]
+        nodes += [n("Neg", ["x1"], ["x2"])] if flip else [n("Identity", ["x1"], ["x2"])]
+        nodes += [n("Reshape", ["x2", "s_image4"], ["image"])]
+        save(name, nodes, [io("ws", [NUM_WS, W]), io("noise_gain", [1])], [io("image", [3, RES, RES])],
+             [const("S", nets.S), const("noise", nets.noise[None])] + shape_inits)
+    save("encoder", [n("Reshape", ["image", "s_img"], ["x"]), n("MatMul", ["x", "E"], ["wf"]),
+                     n("Reshape", ["wf", "s_ws3"], ["ws"])],
+         [io("image", [3, RES, RES])], [io("ws", [NUM_WS, W])], [const("E", nets.E)] + shape_inits)
+    save("features", [n("Reshape", ["image", "s_img"], ["x"]), n("MatMul", ["x", "P"], ["f"]),
+                      n("Reshape", ["f", "s_feat4"], ["features"])],
+         [io("image", [3, RES, RES])], [io("features", [FC, FR, FR])], [const("P", nets.P)] + shape_inits)
+
+    ident = (np.eye(d_ws) - nets.S.astype(np.float64) @ nets.E).T.astype(np.float32)
+    step_nodes = [
+        n("Reshape", ["ws", "s_ws"], ["wf"]),
+        n("MatMul", ["wf", "S"], ["x0"]),
+        n("Add", ["x0", "noise"], ["x"]),
+        n("Reshape", ["target", "s_img"], ["t"]),
+        n("Expand", ["mask", "s_expand"], ["m4"]),
+        n("Reshape", ["m4", "s_img"], ["m"]),
+        n("Split", ["loss_weights", "split3"], ["lw_p", "lw_f", "lw_d"], axis=1),
+        # pixel
+        n("Sub", ["x", "t"], ["diff"]),
+        n("Mul", ["m", "diff"], ["mdiff"]),
+        n("Mul", ["mdiff", "diff"], ["sq"]),
+        n("ReduceMean", ["sq"], ["pix"], axes=[1], keepdims=1),
+        n("Mul", ["mdiff", "c_pix"], ["gxp0"]),
+        n("Mul", ["gxp0", "lw_p"], ["gxp"]),
+        # feature
+        n("MatMul", ["x", "P"], ["f"]),
+        n("Reshape", ["target_features", "s_feat"], ["tf"]),
+        n("Sub", ["f", "tf"], ["fd"]),
+        n("Mul", ["fd", "fd"], ["fsq"]),
+        n("ReduceMean", ["fsq"], ["feat"], axes=[1], keepdims=1),
+        n("Mul", ["fd", "c_feat"], ["gf0"]),
+        n("MatMul", ["gf0", "PT"], ["gxf0"]),
+        n("Mul", ["gxf0", "lw_f"], ["gxf"]),
+        n("Add", ["gxp", "gxf"], ["gx"]),
+        n("MatMul", ["gx", "ST"], ["gw_img"]),
+        # domain
+        n("MatMul", ["x", "E"], ["ex"]),
+        n("Sub", ["wf", "ex"], ["resid"]),
+        n("Mul", ["resid", "resid"], ["rsq"]),
+        n("ReduceMean", ["rsq"], ["dom"], axes=[1], keepdims=1),
+        n("Mul", ["resid", "c_dom"], ["gr0"]),
+        n("MatMul", ["gr0", "IT"], ["gwd0"]),
+        n("Mul", ["gwd0", "lw_d"], ["gwd"]),
+        n("Add", ["gw_img", "gwd"], ["gw"]),
+        n("Reshape", ["gw", "s_ws3"], ["grad"]),
+        n("Concat", ["pix", "feat", "dom"], ["loss_terms"], axis=1),
+        n("Mul", ["loss_terms", "loss_weights"], ["wterms"]),
+        n("ReduceSum", ["wterms", "axis1"], ["loss"], keepdims=1),
+        n("Reshape", ["x", "s_image4"], ["image"]),
+    ]
+    step_inits = shape_inits + [
+        const("S", nets.S), const("ST", np.ascontiguousarray(nets.S.T)), const("P", nets.P),
+        const("PT", np.ascontiguousarray(nets.P.T)), const("E", nets.E), const("IT", ident),
+        const("noise", nets.noise[None]), const("c_pix", np.float32(2.0 / d_img)),
+        const("c_feat", np.float32(2.0 / d_feat)), const("c_dom", np.float32(2.0 / d_ws)),
+        const("split3", np.array([1, 1, 1], np.int64)), const("axis1", np.array([1], np.int64)),
+        const("s_expand", np.array([1, 3, 1, 1], np.int64)),
+    ]
+    save("inversion_step", step_nodes,
+         [io("ws", [NUM_WS, W]), io("target", [3, RES, RES]), io("target_features", [FC, FR, FR]),
+          io("loss_weights", [3]), io("mask", [1, RES, RES])],
+         [io("loss", [1]), io("loss_terms", [3]), io("grad", [NUM_WS, W]), io("image", [3, RES, RES])],
+         step_inits)
+    return repo

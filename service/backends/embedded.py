@@ -81,6 +81,7 @@ class EmbeddedBackend:
             raise BackendUnavailable(f"model {model}: {path} not found")
         options = ort.SessionOptions()
         options.intra_op_num_threads = self._intra_op_threads
+        options.log_severity_level = 3  # errors only: exporters leave harmless unused initializers
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

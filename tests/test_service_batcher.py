@@ -1,0 +1,180 @@
+"""The dynamic micro-batcher, alone (numpy run function) and inside the EmbeddedBackend
+(real onnxruntime sessions over an ONNX model repository)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from gateway_fakes import NUM_WS, RES, W, FakeNetworks, write_onnx_repository
+
+from service.backends.base import Priority
+from service.backends.batcher import MicroBatcher
+from service.backends.embedded import EmbeddedBackend
+from service.errors import BackendUnavailable, DeadlineExceeded, OverCapacity
+
+
+def elementwise(model, inputs):
+    """Per-sample and exact: batched and unbatched results must be bit-identical."""
+    time.sleep(0.005)  # a run takes a while, so calls pile up behind it
+    return {"y": inputs["x"] * 2.0 + 1.0, "rows": np.full((len(inputs["x"]), 1), len(inputs["x"]))}
+
+
+async def _with_batcher(fn, **options):
+    with ThreadPoolExecutor(1) as pool:
+        batcher = MicroBatcher(elementwise, pool, **options)
+        try:
+            return await fn(batcher)
+        finally:
+            await batcher.close()
+
+
+def test_concurrent_calls_are_merged_and_split_back_exactly():
+    xs = [np.random.RandomState(i).standard_normal((1 + i % 3, 5)).astype(np.float32) for i in range(40)]
+
+    async def run(batcher):
+        outs = await asyncio.gather(*(batcher.submit("m", {"x": x}) for x in xs))
+        return outs, batcher.stats
+
+    outs, stats = asyncio.run(_with_batcher(run, max_batch=16, window_s=0.01))
+    for x, out in zip(xs, outs):
+        np.testing.assert_array_equal(out["y"], x * 2.0 + 1.0)
+        assert out["y"].shape == x.shape
+    sizes = list(stats.batch_sizes["m"])
+    assert sum(sizes) == sum(len(x) for x in xs)
+    assert max(sizes) > 1 and max(sizes) <= 16
+    assert stats.runs["m"] < len(xs) / 3
+
+
+def test_lockstep_callers_do_not_wait_out_the_window():
+    """A lone sequential caller pays no batching window: the batch is dispatched as soon
+    as as many calls wait as the previous batch carried."""
+
+    async def run(batcher):
+        start = time.perf_counter()
+        for _ in range(20):
+            await batcher.submit("m", {"x": np.zeros((1, 2), np.float32)})
+        return (time.perf_counter() - start) / 20
+
+    per_call = asyncio.run(_with_batcher(run, max_batch=8, window_s=0.2))
+    assert per_call < 0.1  # never the 0.2 s window
+
+
+def test_interactive_calls_go_before_bulk_ones():
+    order = []
+
+    def record(model, inputs):
+        order.extend(inputs["x"][:, 0].tolist())
+        time.sleep(0.02)
+        return {"y": inputs["x"]}
+
+    async def run():
+        with ThreadPoolExecutor(1) as pool:
+            batcher = MicroBatcher(record, pool, max_batch=1, window_s=0.0)
+            first = asyncio.create_task(batcher.submit("m", {"x": np.zeros((1, 1), np.float32)}))
+            await asyncio.sleep(0.005)  # the first run is busy; the rest queue up
+            calls = [batcher.submit("m", {"x": np.full((1, 1), float(i), np.float32)},
+                                    priority=Priority.BULK if i < 3 else Priority.INTERACTIVE)
+                     for i in range(1, 6)]
+            await asyncio.gather(first, *calls)
+            await batcher.close()
+
+    asyncio.run(run())
+    assert order[0] == 0 and set(order[1:4]) == {3.0, 4.0, 5.0} and set(order[4:]) == {1.0, 2.0}
+
+
+def test_queue_limit_timeout_and_close():
+    async def run(batcher):
+        slow = [asyncio.create_task(batcher.submit("m", {"x": np.zeros((1, 1), np.float32)}))
+                for _ in range(3)]
+        await asyncio.sleep(0)
+        with pytest.raises(OverCapacity):
+            await batcher.submit("m", {"x": np.zeros((1, 1), np.float32)})
+        await asyncio.gather(*slow)
+        with pytest.raises(DeadlineExceeded):
+            await batcher.submit("m", {"x": np.zeros((1, 1), np.float32)}, timeout=0.0)
+        await batcher.close()
+        with pytest.raises(BackendUnavailable):
+            await batcher.submit("m", {"x": np.zeros((1, 1), np.float32)})
+
+    asyncio.run(_with_batcher(run, max_batch=1, window_s=0.0, max_queue=3))
+
+
+@pytest.fixture(scope="module")
+def onnx_repo(tmp_path_factory):
+    nets = FakeNetworks()
+    return nets, write_onnx_repository(tmp_path_factory.mktemp("onnx_repo"), nets)
+
+
+def _step_inputs(rng, n):
+    return dict(
+        ws=rng.standard_normal((n, NUM_WS, W)).astype(np.float32),
+        target=rng.uniform(-1, 1, (n, 3, RES, RES)).astype(np.float32),
+        target_features=rng.standard_normal((n, 2, 4, 4)).astype(np.float32),
+        loss_weights=np.tile(np.float32([[1.0, 0.5, 2.0]]), (n, 1)),
+        mask=np.ones((n, 1, RES, RES), np.float32),
+    )
+
+
+def test_embedded_backend_batches_concurrent_steps_with_results_identical_to_unbatched(onnx_repo):
+    nets, repo = onnx_repo
+    rng = np.random.RandomState(0)
+    calls = [_step_inputs(rng, 1) for _ in range(24)]
+
+    async def run():
+        backend = EmbeddedBackend(repo, intra_op_threads=1, max_batch=32, batch_window_ms=20)
+        await backend.load()
+        try:
+            alone = [await backend.infer("inversion_step", c) for c in calls]
+            runs_before = backend.batcher.stats.runs["inversion_step"]
+            together = await asyncio.gather(*(backend.infer("inversion_step", c) for c in calls))
+            runs = backend.batcher.stats.runs["inversion_step"] - runs_before
+            sizes = list(backend.batcher.stats.batch_sizes["inversion_step"])[runs_before:]
+        finally:
+            await backend.close()
+        return alone, together, runs, sizes
+
+    alone, together, runs, sizes = asyncio.run(run())
+    assert runs < len(calls) and max(sizes) > 1
+    for a, b in zip(alone, together):
+        for name in ("loss", "loss_terms", "grad", "image"):
+            np.testing.assert_allclose(b[name], a[name], rtol=1e-6, atol=1e-7, err_msg=name)
+    # and the networks compute what the numpy reference does
+    ref = nets.run("inversion_step", calls[0])
+    np.testing.assert_allclose(alone[0]["grad"], ref["grad"], rtol=1e-4, atol=1e-6)
+
+
+def test_embedded_backend_missing_model_is_unavailable(onnx_repo, tmp_path):
+    nets, _ = onnx_repo
+    repo = nets.write(tmp_path)  # metadata without any .onnx file
+
+    async def run():
+        await EmbeddedBackend(repo).load()
+
+    with pytest.raises(BackendUnavailable, match="not found"):
+        asyncio.run(run())
+
+
+def test_sessions_run_off_the_event_loop(onnx_repo):
+    _, repo = onnx_repo
+    seen = set()
+
+    async def run():
+        backend = EmbeddedBackend(repo, intra_op_threads=1)
+        await backend.load()
+        original = backend._run_batch
+
+        def spy(model, inputs):
+            seen.add(threading.current_thread().name)
+            return original(model, inputs)
+
+        backend.batcher._run = spy
+        await backend.infer("mapping", {"z": np.zeros((2, 8), np.float32)})
+        await backend.close()
+
+    asyncio.run(run())
+    assert all(name.startswith("onnxruntime") for name in seen)
