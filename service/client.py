@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Union
 
 import grpc
 import numpy as np
@@ -28,9 +27,9 @@ NOISE = {"const": pb.NOISE_MODE_CONST, "none": pb.NOISE_MODE_NONE}
 INTERPOLATION = {"lerp": pb.INTERPOLATION_MODE_LERP, "slerp": pb.INTERPOLATION_MODE_SLERP}
 
 # A latent given to the client: a seed, a W / W+ array, or a ready-made LatentSource.
-Latent = Union[int, np.ndarray, pb.LatentSource]
+Latent = int | np.ndarray | pb.LatentSource
 # An edit: (direction name or raw [w_dim] vector, strength[, (layer_start, layer_stop)]).
-EditSpec = Union[tuple, pb.EditOp]
+EditSpec = tuple | pb.EditOp
 
 
 def to_tensor(a: np.ndarray) -> pb.Tensor:
@@ -95,7 +94,7 @@ class StylegateClient:
         ])
         self.stub = pb_grpc.StyleGateStub(self.channel)
 
-    def __enter__(self) -> StylegateClient:
+    def __enter__(self) -> StylegateClient:  # noqa: PYI034 - Self needs Python 3.11
         return self
 
     def __exit__(self, *exc) -> None:

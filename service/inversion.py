@@ -174,11 +174,12 @@ async def invert_steps(
     early_stop_tol: float = DEFAULT_EARLY_STOP_TOL,  # 0 disables
     early_stop_window: int = DEFAULT_EARLY_STOP_WINDOW,
     warmup: float = 0.05,                  # fraction of steps of linear LR warm-up
-    call: Call = Call(),
+    call: Call | None = None,              # priority and deadline of the backend calls
 ) -> AsyncIterator[Progress | Inversion]:
     """Run an inversion, yielding a ``Progress`` per optimization step and finally the
     ``Inversion``. Cancelling the consuming task stops it within the step in flight."""
     started = time.perf_counter()
+    call = call or Call()
     lr, weights, space = resolve_options(
         method, learning_rate=learning_rate, weights=loss_weights, space=space
     )

@@ -91,8 +91,8 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
             )
         except InvalidInput as exc:
             raise InvalidInput(exc.args[0], field=f"{prefix}{exc.field}") from None
-        options = dict(method=method, steps=steps, learning_rate=lr, loss_weights=weights,
-                       space=space, mask=mask, early_stop_tol=tol, early_stop_window=window)
+        options = {"method": method, "steps": steps, "learning_rate": lr, "loss_weights": weights,
+                   "space": space, "mask": mask, "early_stop_tol": tol, "early_stop_window": window}
         return gen, target, options
 
     def _edits(self, gen: GeneratorInfo, ops: Sequence[pb.EditOp]) -> list[editing.Edit]:

@@ -402,7 +402,7 @@ def test_metrics_are_exposed_over_http_after_traffic(client, face_png):
     client.generate([0])
     client.invert(face_png, steps=2)
     rpc_error(lambda: client.generate([0], model="nope"))
-    server, thread = start_http_server(0, addr="127.0.0.1")
+    server, _ = start_http_server(0, addr="127.0.0.1")
     try:
         body = urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics", timeout=10).read().decode()
     finally:

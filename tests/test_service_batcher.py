@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from gateway_fakes import NUM_WS, RES, W, FakeNetworks, write_onnx_repository
+from gateway_fakes import NUM_WS, RES, FakeNetworks, W, write_onnx_repository
 
 from service.backends.base import Priority
 from service.backends.batcher import MicroBatcher
@@ -111,13 +111,13 @@ def onnx_repo(tmp_path_factory):
 
 
 def _step_inputs(rng, n):
-    return dict(
-        ws=rng.standard_normal((n, NUM_WS, W)).astype(np.float32),
-        target=rng.uniform(-1, 1, (n, 3, RES, RES)).astype(np.float32),
-        target_features=rng.standard_normal((n, 2, 4, 4)).astype(np.float32),
-        loss_weights=np.tile(np.float32([[1.0, 0.5, 2.0]]), (n, 1)),
-        mask=np.ones((n, 1, RES, RES), np.float32),
-    )
+    return {
+        "ws": rng.standard_normal((n, NUM_WS, W)).astype(np.float32),
+        "target": rng.uniform(-1, 1, (n, 3, RES, RES)).astype(np.float32),
+        "target_features": rng.standard_normal((n, 2, 4, 4)).astype(np.float32),
+        "loss_weights": np.tile(np.float32([[1.0, 0.5, 2.0]]), (n, 1)),
+        "mask": np.ones((n, 1, RES, RES), np.float32),
+    }
 
 
 def test_embedded_backend_batches_concurrent_steps_with_results_identical_to_unbatched(onnx_repo):

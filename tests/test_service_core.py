@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from gateway_fakes import NUM_WS, W, FakeBackend, FakeNetworks
+from gateway_fakes import NUM_WS, FakeBackend, FakeNetworks, W
 
 from service import editing, generation, inversion, quality
 from service.errors import BackendUnavailable, InvalidInput, NotFound
@@ -194,7 +194,7 @@ def test_invalid_options_name_the_field():
     with pytest.raises(InvalidInput) as err:
         inversion.resolve_options("in_domain", learning_rate=None, weights={"domain": -1.0}, space=None)
     assert err.value.field == "loss_weights.domain"
-    lr, w, space = inversion.resolve_options("optimize", learning_rate=None, weights=None, space=None)
+    _, w, space = inversion.resolve_options("optimize", learning_rate=None, weights=None, space=None)
     assert space == "w" and w.domain == 0.0
 
 

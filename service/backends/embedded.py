@@ -37,9 +37,9 @@ class EmbeddedBackend:
         self._repository = repository
         self._intra_op_threads = intra_op_threads
         self._session_concurrency = max(1, session_concurrency)
-        self._batcher_options = dict(
-            max_batch=max_batch, window_s=batch_window_ms / 1000.0, max_queue=max_queue
-        )
+        self._batcher_options = {
+            "max_batch": max_batch, "window_s": batch_window_ms / 1000.0, "max_queue": max_queue,
+        }
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._input_names: dict[str, tuple[str, ...]] = {}
         self._output_names: dict[str, tuple[str, ...]] = {}
