@@ -486,12 +486,16 @@ class AttributeClassifier(nn.Module):
         f = self.trunk(img)
         return f * torch.rsqrt(f.square().mean(dim=1, keepdim=True) + 1e-6)
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        """[N, num_binary + num_regression]: logits, then regressions."""
+    def embed(self, img: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations [N, 256]: the feature space for KID."""
         x = self.trunk(img)
         for layer in self.head_convs:
             x = layer(x)
-        return self.out(self.fc(x.flatten(1)))
+        return self.fc(x.flatten(1))
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        """[N, num_binary + num_regression]: logits, then regressions."""
+        return self.out(self.embed(img))
 
 
 class VGG16Features(nn.Module):

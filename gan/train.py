@@ -31,10 +31,10 @@ from gan import data
 from gan import networks as N
 
 
-def _batch(seed: int, it: int, n: int, style: str = "photo"):
+def _batch(seed: int, it: int, n: int, style: str = "photo", size: int = 64):
     rng = np.random.default_rng([seed, it])
     seeds = rng.integers(0, data.HELDOUT_SEED_BASE, size=n)
-    images, labels, yaw = data.render_batch(seeds, style=style)
+    images, labels, yaw = data.render_batch(seeds, style=style, size=size)
     return (torch.from_numpy(data.to_tensor_range(images)), torch.from_numpy(labels), torch.from_numpy(yaw))
 
 
@@ -114,7 +114,7 @@ def gan_iteration(G, D, G_ema, opt_g, opt_d, real, *, gen, it, r1_gamma, r1_ever
             p_ema.lerp_(p, 1 - ema_beta)
         for b_ema, b_ in zip(G_ema.buffers(), G.buffers()):
             b_ema.copy_(b_)
-    return float(loss_g), float(loss_d)
+    return loss_g.item(), loss_d.item()
 
 
 def train_gan(
@@ -125,6 +125,7 @@ def train_gan(
     seed: int = 0,
     style: str = "photo",
     init: Path | None = None,      # start from this checkpoint's G/D (transfer fine-tune)
+    resolution: int = 64,          # image size of a new model (tests train tiny ones)
     lr: float = 2.5e-3,
     r1_gamma: float = 0.5,
     r1_every: int = 16,
@@ -144,7 +145,7 @@ def train_gan(
         D = ckpt.discriminator_from(src["D"])
     else:
         torch.manual_seed(seed)
-        G, D = N.Generator(), N.Discriminator()
+        G, D = N.Generator(resolution=resolution), N.Discriminator(resolution=resolution)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     c = r1_every / (r1_every + 1)  # lazy-regularization correction of Adam's settings
     mapping_params = list(G.mapping.parameters())
@@ -172,7 +173,7 @@ def train_gan(
     t0 = time.monotonic()
     bar = tqdm(total=total, initial=it, desc=f"gan {style}", unit="it", mininterval=5)
     while it < total:
-        real, _, _ = _batch(seed, it, batch, style)
+        real, _, _ = _batch(seed, it, batch, style, G.resolution)
         gen = _seed_all(seed, it)
         lg, ld = gan_iteration(G, D, G_ema, opt_g, opt_d, real, gen=gen, it=it, r1_gamma=r1_gamma,
                                r1_every=r1_every, mixing_prob=mixing_prob, ema_beta=ema_beta)
