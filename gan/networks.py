@@ -426,7 +426,8 @@ class Encoder(nn.Module):
         img_channels: int = 3,
     ):
         super().__init__()
-        channels = channels or {4: 256, 8: 256, 16: 128, 32: 64, 64: 32}
+        # Narrow at high resolution: the encoder runs inside every inversion step (domain term).
+        channels = channels or {4: 256, 8: 128, 16: 64, 32: 32, 64: 16}
         self.num_ws = num_ws
         self.w_dim = w_dim
         self.config = dict(num_ws=num_ws, w_dim=w_dim, resolution=resolution,
