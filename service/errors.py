@@ -1,6 +1,6 @@
 """Domain errors of the gateway. Each carries a reason naming the field at fault; the one
-mapping to gRPC status codes lives in ``service/interceptors.py`` (or wherever the servicer
-maps errors), never in the core code."""
+mapping to gRPC status codes is ``service/rpc.py`` (``STATUS_CODES``, applied by the
+``@rpc`` decorator on every servicer method), never in the core code."""
 
 from __future__ import annotations
 
