@@ -1,0 +1,127 @@
+"""Quality of the shipped models, end to end, on held-out renders (seeds never trained on).
+
+Thresholds sit below the figures measured on larger samples (checkpoints/README.md) by a
+margin that covers the smaller sample here; each one would fail for a broken model
+(random weights, an encoder for another generator, a direction that moves nothing).
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gateway_harness import running_gateway
+
+from gan import checkpoint as ckpt
+from gan import data, quality
+from service.client import image_array, tensor_to_array
+from service.metadata import load_repository
+
+ROOT = quality.CHECKPOINTS.parent
+N_FACES = 12
+
+# Measured on 1000 held-out faces (checkpoints/README.md) minus a margin for n=200.
+MIN_CLASSIFIER_ACCURACY = 0.95
+MAX_KID_X1000 = 60.0
+MIN_ENCODER_PSNR = 17.0
+MIN_ATTRIBUTES_KEPT = 0.85
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return ckpt.load_classifier(quality.CHECKPOINTS / "classifier.pt")
+
+
+@pytest.fixture(scope="module")
+def faces() -> np.ndarray:
+    images, _, _ = data.render_batch(data.heldout_seeds(N_FACES) + 500)
+    return images
+
+
+@pytest.fixture(scope="module")
+def gateway(shipped_repository):
+    with running_gateway(load_repository(shipped_repository)) as gw:
+        yield gw
+
+
+def _png(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
+
+
+def _scores(classifier, images: list[np.ndarray]) -> np.ndarray:
+    x = torch.from_numpy(data.to_tensor_range(np.stack(images)))
+    with torch.no_grad():
+        return torch.sigmoid(classifier(x)[:, : classifier.num_binary]).numpy()
+
+
+def test_generate_cli_writes_distinct_faces(tmp_path, classifier):
+    """The operators' form: python -m gan.generate --seeds 0-15 --out DIR."""
+    subprocess.run([sys.executable, "-m", "gan.generate", "--seeds", "0-15", "--out", str(tmp_path)],
+                   check=True, cwd=ROOT, timeout=300)
+    files = sorted(tmp_path.glob("seed*.png"))
+    assert len(files) == 16
+    images = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    assert all(img.shape == (64, 64, 3) for img in images)
+    flat = np.stack(images).reshape(16, -1).astype(np.float32)
+    dists = np.abs(flat[:, None] - flat[None]).mean(-1) + np.eye(16) * 1e9
+    assert dists.min() > 5.0, "two seeds gave (nearly) the same face"
+    # recognisable: the classifier is about as sure of these as of real renders
+    p = _scores(classifier, images)
+    assert np.maximum(p, 1 - p).mean() > 0.85
+
+
+def test_quality_script_figures():
+    report = quality.measure(n=200)
+    assert report["classifier"]["mean_accuracy"] >= MIN_CLASSIFIER_ACCURACY, report["classifier"]
+    gen = report["generator"]
+    assert gen["kid_x1000"] < MAX_KID_X1000, gen
+    assert gen["kid_x1000"] > gen["kid_x1000_real_vs_real"] - 5.0  # sanity: the floor is below
+    enc = report["encoder"]
+    assert enc["psnr_db"] >= MIN_ENCODER_PSNR, enc
+    assert enc["attributes_kept_mean"] >= MIN_ATTRIBUTES_KEPT, enc
+
+
+def test_in_domain_inversion_beats_encoder_only(gateway, faces):
+    with gateway.client(timeout=600) as c:
+        enc = [c.invert(_png(f), method="encoder") for f in faces]
+        ind = [c.invert(_png(f), method="in_domain", steps=100) for f in faces]
+    p_enc = np.array([_psnr(image_array(r.reconstruction), f) for r, f in zip(enc, faces)])
+    p_ind = np.array([_psnr(image_array(r.reconstruction), f) for r, f in zip(ind, faces)])
+    # the server's own figure agrees with ours
+    assert abs(np.mean([r.quality.psnr for r in ind]) - p_ind.mean()) < 0.5
+    assert p_ind.mean() > p_enc.mean() + 2.0, (p_enc.mean(), p_ind.mean())
+    assert (p_ind > p_enc).mean() >= 0.9
+    # in-domain: the optimized latent stays where the encoder maps its own image
+    assert np.mean([r.quality.in_domain_score for r in ind]) < 3 * np.mean(
+        [r.quality.in_domain_score for r in enc]) + 1.0
+
+
+def test_smile_edit_changes_smile_and_keeps_the_rest(gateway, faces, classifier):
+    with gateway.client(timeout=600) as c:
+        inverted = [c.invert(_png(f), method="in_domain", steps=60) for f in faces]
+        recs = [image_array(r.reconstruction) for r in inverted]
+        before = _scores(classifier, recs)
+        smile = data.ATTRIBUTES.index("smile")
+        edited = []
+        for r, b in zip(inverted, before):
+            strength = -3.0 if b[smile] > 0.5 else 3.0  # towards the other side
+            edited.append(image_array(c.edit(tensor_to_array(r.ws), [("smile", strength)]).image))
+    after = _scores(classifier, edited)
+    flipped = ((after[:, smile] > 0.5) != (before[:, smile] > 0.5)).mean()
+    assert flipped >= 0.75, f"smile flipped on {flipped:.0%} of faces"
+    others = [i for i in range(len(data.ATTRIBUTES)) if i != smile]
+    moved = ((after[:, others] > 0.5) != (before[:, others] > 0.5)).mean()
+    assert moved <= 0.10, f"other attributes moved on {moved:.0%} of (face, attribute) pairs"
