@@ -35,7 +35,10 @@ COPY cli/ cli/
 COPY protos/ protos/
 COPY service/ service/
 COPY export/ export/
-RUN pip install . onnx
+COPY gan/ gan/
+# `stylegate export` imports the torch exporter modules (export/cli.py -> export/blend.py),
+# so torch comes along; the plans themselves are built by TensorRT from the ONNX files.
+RUN pip install torch==2.13.0 && pip install . onnx
 WORKDIR /models
 USER 1000:1000
 ENTRYPOINT ["stylegate"]
