@@ -58,7 +58,7 @@ def synthesize(synthesis: N.SynthesisNetwork, ws: torch.Tensor, noise_gain: torc
             i += 1
         x = layer(block.conv1, x, ws[:, i])
         y = block.torgb(x, ws[:, i + 1])
-        img = y if img is None else N.upsample2x(img) + y
+        img = y if img is None else block.upsample_image(img) + y
         idx += block.num_conv
     return img  # [B, 3, R, R]
 
@@ -140,14 +140,16 @@ def _conv_backward_as_transpose(
     grad_output, input, weight, bias_sizes, stride, padding, dilation, transposed, output_padding,
     groups, output_mask,
 ):
-    """``aten.convolution_backward`` for input gradients only, as a transposed convolution
-    (the ONNX translator has no rule for convolution_backward). ``output_padding`` recovers
-    the input size that a strided forward rounded away."""
-    if transposed:
-        raise NotImplementedError("export: backward of a transposed convolution")
+    """``aten.convolution_backward`` for input gradients only, as a convolution of the other
+    direction (the ONNX translator has no rule for convolution_backward): a transposed
+    convolution for a convolution, whose ``output_padding`` recovers the input size a
+    strided forward rounded away; a plain convolution for a transposed one."""
     if output_mask[1] or output_mask[2]:
         raise NotImplementedError("export: the step graph needs no weight/bias gradient; freeze the parameters")
     nd = len(stride)
+    if transposed:
+        grad_input = aten.convolution(grad_output, weight, None, stride, padding, dilation, False, [0] * nd, groups)
+        return grad_input, None, None
     out_pad = []
     for d in range(nd):
         size_in = input.shape[2 + d]

@@ -44,6 +44,29 @@ def upsample2x(x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, k.expand(c, 1, 3, 3), padding=1, groups=c)
 
 
+# NVlabs / rosinality resampling (``resample="fir"``, for converted checkpoints): zero
+# insertion and a [1,3,3,1] FIR instead of nearest-neighbour copies.
+_FIR_TAPS = (1.0, 3.0, 3.0, 1.0)
+
+
+def fir_filter2d(x: torch.Tensor, pad: tuple[int, int], gain: float) -> torch.Tensor:
+    """Zero-pad (before, after) each spatial side, then the separable [1,3,3,1] 4x4 FIR
+    scaled to sum to ``gain``, depthwise. [N, C, H, W] -> [N, C, H + sum(pad) - 3, ...]."""
+    c = x.shape[1]
+    k = torch.tensor(_FIR_TAPS, dtype=x.dtype, device=x.device)
+    k = k[:, None] * k[None, :]
+    k = k * (gain / k.sum())
+    x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
+    return F.conv2d(x, k.expand(c, 1, 4, 4), groups=c)
+
+
+def upsample_fir2x(x: torch.Tensor) -> torch.Tensor:
+    """NVlabs ``upfirdn2d.upsample2d``: zero insertion, then the FIR with gain 4. [N,C,H,W] -> [N,C,2H,2W]."""
+    n, c, h, w = x.shape
+    x = F.pad(x[:, :, :, None, :, None], (0, 1, 0, 0, 0, 1)).reshape(n, c, 2 * h, 2 * w)
+    return fir_filter2d(x, (2, 1), 4.0)
+
+
 def downsample2x(x: torch.Tensor) -> torch.Tensor:
     """2x2 box filter with stride 2. [N, C, H, W] -> [N, C, H/2, W/2]."""
     c = x.shape[1]
@@ -162,8 +185,10 @@ class ModulatedConv(nn.Module):
         kernel_size: int = 3,
         demodulate: bool = True,
         up: bool = False,  # 2x upsample before the conv
+        resample: str = "nearest",  # "fir": NVlabs' stride-2 transposed conv + FIR (converted models)
     ):
         super().__init__()
+        self.resample = resample
         self.affine = FullyConnected(w_dim, in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
@@ -176,6 +201,14 @@ class ModulatedConv(nn.Module):
         CPU, but it freezes the batch size into an exported graph, so export uses the default."""
         styles = self.affine(w)  # [N, in]
         weight = self.weight * self.weight_gain  # [out, in, k, k]
+        if self.up and self.resample == "fir":
+            x = x * styles[:, :, None, None]
+            x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)  # [N, out, 2H+1, 2W+1]
+            x = fir_filter2d(x, (1, 1), 4.0)  # [N, out, 2H, 2W]
+            if self.demodulate:
+                dcoef = torch.rsqrt(styles.square() @ weight.square().sum(dim=(2, 3)).t() + 1e-8)
+                x = x * dcoef[:, :, None, None]
+            return x
         if self.up:
             x = upsample_nearest2x(x)  # the 3x3 conv that follows smooths
         if fused:
@@ -195,9 +228,10 @@ class ModulatedConv(nn.Module):
 
 
 class SynthesisLayer(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *, up: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *, up: bool = False,
+                 resample: str = "nearest"):
         super().__init__()
-        self.conv = ModulatedConv(in_channels, out_channels, w_dim, up=up)
+        self.conv = ModulatedConv(in_channels, out_channels, w_dim, up=up, resample=resample)
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.noise_strength = nn.Parameter(torch.zeros([]))
         self.register_buffer("noise_const", torch.randn(resolution, resolution))
@@ -227,14 +261,16 @@ class ToRGB(nn.Module):
 class SynthesisBlock(nn.Module):
     """One resolution: (const input or up-conv) + conv + toRGB, skip architecture."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
+                 resample: str = "nearest"):
         super().__init__()
         self.resolution = resolution
+        self.resample = resample
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
             self.conv0 = None
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=True)
+            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=True, resample=resample)
         self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution)
         self.torgb = ToRGB(out_channels, w_dim, img_channels)
         self.num_conv = 1 if self.conv0 is None else 2
@@ -251,8 +287,11 @@ class SynthesisBlock(nn.Module):
         x = self.conv1(x, ws[:, i], noise_mode, fused)
         i += 1
         y = self.torgb(x, ws[:, i], fused)
-        img = y if img is None else upsample2x(img) + y
+        img = y if img is None else self.upsample_image(img) + y
         return x, img
+
+    def upsample_image(self, img: torch.Tensor) -> torch.Tensor:
+        return upsample_fir2x(img) if self.resample == "fir" else upsample2x(img)
 
 
 class SynthesisNetwork(nn.Module):
@@ -265,6 +304,7 @@ class SynthesisNetwork(nn.Module):
         channels: dict[int, int],  # channels per resolution
         *,
         img_channels: int = 3,
+        resample: str = "nearest",  # "nearest" (ours) | "fir" (NVlabs/rosinality, for converted models)
     ):
         super().__init__()
         self.w_dim = w_dim
@@ -277,7 +317,7 @@ class SynthesisNetwork(nn.Module):
         self.layer_resolutions: list[int] = []
         for res in self.block_resolutions:
             in_ch = 0 if res == 4 else channels[res // 2]
-            block = SynthesisBlock(in_ch, channels[res], w_dim, res, img_channels)
+            block = SynthesisBlock(in_ch, channels[res], w_dim, res, img_channels, resample)
             self.blocks.append(block)
             self.num_ws += block.num_conv
             self.layer_resolutions += [res] * block.num_conv
@@ -306,14 +346,17 @@ class Generator(nn.Module):
         channels: dict[int, int] | None = None,  # None: the shipped 64px configuration
         mapping_layers: int = 4,
         img_channels: int = 3,
+        resample: str = "nearest",  # "fir": NVlabs/rosinality up-convs and skip upsampling (converted models)
     ):
         super().__init__()
+        if resample not in ("nearest", "fir"):
+            raise ValueError(f"resample must be 'nearest' or 'fir', got {resample!r}")
         channels = channels or default_channels(resolution)
         self.z_dim = z_dim
         self.w_dim = w_dim
         self.resolution = resolution
         self.img_channels = img_channels
-        self.synthesis = SynthesisNetwork(w_dim, resolution, channels, img_channels=img_channels)
+        self.synthesis = SynthesisNetwork(w_dim, resolution, channels, img_channels=img_channels, resample=resample)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, w_dim, num_layers=mapping_layers)
         self.config = dict(
@@ -321,6 +364,8 @@ class Generator(nn.Module):
             channels={int(k): int(v) for k, v in channels.items()},
             mapping_layers=mapping_layers, img_channels=img_channels,
         )
+        if resample != "nearest":  # shipped configs stay as they were
+            self.config["resample"] = resample
 
     def ws(self, z: torch.Tensor, *, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
         """z [N, z_dim] -> ws [N, num_ws, w_dim] (truncated)."""
