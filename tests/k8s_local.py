@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -154,9 +155,14 @@ class LocalCluster:
         return pod
 
     def _run_init(self, pod: LocalPod, init: dict) -> None:
-        """Run an init container's copy command on the local paths (it is a ``cp``)."""
+        """Run an init container: a ``cp`` runs on the local paths; a wait for a URL
+        (``until wget ... "$X_URL"``) polls that URL, its Service resolved locally."""
         words = shell_words(container_argv(init))
-        assert words[0] == "cp", f"{pod.name}/{init['name']}: only cp init containers run locally"
+        if "wget" in words:
+            (url,) = [v for k, v in env(init).items() if k.endswith("_URL")]
+            self.wait_url(self.resolve_url(url), timeout=300)
+            return
+        assert words[0] == "cp", f"{pod.name}/{init['name']}: only cp and wget-wait init containers run here"
         local = []
         for word in words[1:]:
             if word.startswith("-"):
@@ -179,6 +185,26 @@ class LocalCluster:
         (workload,) = selected_workloads(self.objects, service["spec"]["selector"], namespace)
         _, target = container_port(workload, service_port["targetPort"])
         return f"{LOOPBACK}:{self.ports.local(target['containerPort'])}"
+
+    def resolve_url(self, url: str) -> str:
+        """``http://<service>:<port>/path`` -> the same URL on the local port."""
+        parsed = urllib.parse.urlsplit(url)
+        netloc = self.resolve_service(f"{parsed.hostname}:{parsed.port or 80}")
+        return urllib.parse.urlunsplit((parsed.scheme, netloc, parsed.path, parsed.query, ""))
+
+    @staticmethod
+    def wait_url(url: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{url} not ready after {timeout} s")
+            time.sleep(0.5)
 
     def triton_command(self, pod: LocalPod) -> list[str]:
         argv = container_argv(pod.container)

@@ -6,10 +6,12 @@ network reachability, autoscaling targets, the dashboard's metric names."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import re
 
 import kubernetes_validate
+import kubernetes_validate.utils
 import pytest
 from k8s_manifests import (
     CRD_KINDS,
@@ -38,6 +40,11 @@ from k8s_manifests import (
     shell_words,
     split_image,
     workloads,
+)
+
+# kubernetes-validate re-reads its schema files (megabytes of JSON) on every call.
+kubernetes_validate.utils.schema_contents = functools.lru_cache(maxsize=None)(
+    kubernetes_validate.utils.schema_contents
 )
 
 # Oldest Kubernetes the manifests support (native gRPC probes GA in 1.27, policy/v1,
@@ -257,7 +264,7 @@ def test_gateway_gets_model_metadata_where_it_reads_it(objects):
     mounts = {m["mountPath"]: m for m in gateway["volumeMounts"]}
     mount = mounts[settings.model_repository]
     assert mount.get("readOnly")
-    (init,) = pod_template(deployment)["spec"]["initContainers"]
+    (init,) = [c for c in pod_template(deployment)["spec"]["initContainers"] if c["name"] == "model-metadata"]
     init_mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
     argv = shell_words(container_argv(init))
     assert argv[0] == "cp" and argv[-1].startswith(init_mounts[mount["name"]])
@@ -582,3 +589,21 @@ def test_loadtest_job_targets_the_gateway_service():
     service = one(render("cpu"), "Service", host)
     assert int(port) in [p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc"]
     assert {"cpu", "memory"} <= set(c["resources"]["limits"])
+
+
+def test_gateway_waits_for_triton_readiness_through_its_service(objects):
+    """The gateway's wait-for-triton init container polls Triton's readiness endpoint
+    through the Triton Service, on a port the NetworkPolicy lets the gateway reach."""
+    import urllib.parse
+
+    deployment = one(objects, "Deployment", GATEWAY)
+    (wait,) = [c for c in pod_template(deployment)["spec"]["initContainers"] if c["name"] == "wait-for-triton"]
+    assert "wget" in shell_words(container_argv(wait))
+    url = urllib.parse.urlsplit(env(wait)["TRITON_READY_URL"])
+    service = one(objects, "Service", url.hostname)
+    (port,) = [p for p in service["spec"]["ports"] if p["port"] == url.port]
+    (triton,) = selected_workloads(objects, service["spec"]["selector"], NAMESPACE)
+    c, entry = container_port(triton, port["targetPort"])
+    assert url.path == c["readinessProbe"]["httpGet"]["path"]
+    assert entry["name"] == c["readinessProbe"]["httpGet"]["port"]
+    assert _allowed(objects, pod_labels(deployment), NAMESPACE, triton, entry["containerPort"])
