@@ -607,3 +607,18 @@ def test_gateway_waits_for_triton_readiness_through_its_service(objects):
     assert url.path == c["readinessProbe"]["httpGet"]["path"]
     assert entry["name"] == c["readinessProbe"]["httpGet"]["port"]
     assert _allowed(objects, pod_labels(deployment), NAMESPACE, triton, entry["containerPort"])
+
+
+def test_gpu_onnx_overlay_uses_the_gpu_configs_and_engine_cache():
+    """Triton picks each model's configs/gpu.pbtxt (TensorRT execution accelerator) and
+    has a writable volume where those configs cache their engines."""
+    triton_config = pytest.importorskip("export.triton_config")
+    repository = pytest.importorskip("export.repository")
+    objects = render("gpu-onnx")
+    server = container(one(objects, "Deployment", TRITON), "tritonserver")
+    name = flag_values(container_argv(server))["model-config-name"]
+    assert repository.GPU_CONFIG == f"configs/{name}.pbtxt"
+    assert _gpu_requests(server) == "1"
+    mounts = {m["mountPath"]: m for m in server["volumeMounts"]}
+    cache = mounts[triton_config.TRT_ENGINE_CACHE_DIR]
+    assert not cache.get("readOnly")
