@@ -37,7 +37,7 @@ def export_checkpoints(
     blend: bool = True,
     swap_resolution: int = B.DEFAULT_SWAP_RESOLUTION,
     blend_width: float | None = None,
-    directions: D.DirectionOptions | None = D.DirectionOptions(),
+    directions: D.DirectionOptions | None = D.DEFAULT_OPTIONS,
 ) -> dict:
     """Export stylegate checkpoints into the model repository ``out``.
 
@@ -54,7 +54,7 @@ def export_checkpoints(
     G = ckpt.generator_from(src["G_ema"])
     E = ckpt.encoder_from(src["encoder"]) if "encoder" in src else None
     C = ckpt.load_classifier(classifier) if classifier is not None else None
-    labels = dict(classifier=C, attributes=data.ATTRIBUTES, regressions=data.REGRESSIONS) if C is not None else {}
+    labels = {"classifier": C, "attributes": data.ATTRIBUTES, "regressions": data.REGRESSIONS} if C is not None else {}
     specs = [GeneratorSpec("base", G, description=f"{G.resolution}px cartoon faces ({src.get('style', 'photo')} style)",
                            encoder=E, feature_net=C, extra={"style": src.get("style", "photo")}, **labels)]
     if transfer is not None:
@@ -79,7 +79,7 @@ def export_generator(
     generator: N.Generator,
     *,
     description: str = "",
-    directions: D.DirectionOptions | None = D.DirectionOptions(),
+    directions: D.DirectionOptions | None = D.DEFAULT_OPTIONS,
 ) -> dict:
     """Export one generator (mapping and synthesis) as the repository's base generator."""
     return write_repository(out, [GeneratorSpec("base", generator, description=description)], directions=directions)
@@ -133,7 +133,7 @@ def export_random(
     """A complete test repository from random-weight networks: base (all five models),
     transfer, and a blend swapped at half the resolution; directions on a small budget."""
     m = random_models(resolution=resolution, seed=seed)
-    labels = dict(classifier=m["classifier"], attributes=data.ATTRIBUTES, regressions=data.REGRESSIONS)
+    labels = {"classifier": m["classifier"], "attributes": data.ATTRIBUTES, "regressions": data.REGRESSIONS}
     swap = resolution // 2
     specs = [
         GeneratorSpec("base", m["base"], description=f"random {resolution}px (test)", encoder=m["encoder"],

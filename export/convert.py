@@ -146,7 +146,7 @@ def load_rosinality(path: str | os.PathLike) -> N.Generator:
 
 def from_nvlabs(sd: dict[str, torch.Tensor]) -> N.Generator:
     """A stylegan2-ada-pytorch ``G_ema`` state dict -> Generator(resample="fir")."""
-    if any(k.startswith("synthesis.L0") or k.startswith("synthesis.input.") for k in sd):
+    if any(k.startswith(("synthesis.L0", "synthesis.input.")) for k in sd):
         raise ConversionError("StyleGAN3 networks are not supported (StyleGAN2-ADA only)")
     if "mapping.embed.weight" in sd:
         raise ConversionError("conditional networks (mapping.embed, c_dim > 0) are not supported")

@@ -22,13 +22,16 @@ class DirectionOptions:
     """How many samples and directions to compute (defaults keep the shipped export short)."""
 
     num_w_samples: int = 10_000       # sampled W for GANSpace and every direction's std
-    num_image_samples: int = 3_000    # generated images labelled by the classifier (InterFaceGAN)
+    num_image_samples: int = 2_000    # generated images labelled by the classifier (InterFaceGAN)
     label_fraction: float = 0.15      # top / bottom fraction of scores taken as positives / negatives
     sefa_components: int = 5          # SeFa directions over all layers
     sefa_group_components: int = 3    # SeFa directions per coarse/middle/fine group
     ganspace_components: int = 10
     seed: int = 0
     batch: int = 250
+
+
+DEFAULT_OPTIONS = DirectionOptions()
 
 
 # --------------------------------------------------------------------------- sampling
@@ -181,7 +184,7 @@ def compute_directions(
     classifier: N.AttributeClassifier | None = None,
     attributes: tuple[str, ...] = (),
     regressions: tuple[str, ...] = (),
-    options: DirectionOptions = DirectionOptions(),
+    options: DirectionOptions = DEFAULT_OPTIONS,
 ) -> dict[str, dict]:
     """Every named direction of one generator, as stylegate.json entries.
 

@@ -82,7 +82,7 @@ def write_repository(
     generators: list[GeneratorSpec],
     *,
     default: str = "base",
-    directions: D.DirectionOptions | None = D.DirectionOptions(),
+    directions: D.DirectionOptions | None = D.DEFAULT_OPTIONS,
 ) -> dict:
     """Export every generator's networks and write ``stylegate.json`` last (its presence
     means the repository is complete). ``directions`` None skips the latent directions.

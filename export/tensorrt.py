@@ -32,7 +32,7 @@ def _gpu_present() -> bool:
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return False
-    return subprocess.run([smi, "-L"], capture_output=True, timeout=30).returncode == 0
+    return subprocess.run([smi, "-L"], capture_output=True, timeout=30, check=False).returncode == 0
 
 
 def available() -> str:
@@ -73,7 +73,7 @@ def build_engine(onnx_path: Path, plan_path: Path, *, max_batch: int, opt_batch:
         cmd = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={plan_path}", f"--minShapes={arg(1)}",
                f"--optShapes={arg(opt_batch)}", f"--maxShapes={arg(max_batch)}",
                f"--memPoolSize=workspace:{WORKSPACE_BYTES >> 20}M", *(["--fp16"] if fp16 else [])]
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"trtexec failed for {onnx_path}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
         return

@@ -120,18 +120,17 @@ def model_config(
         f"max_batch_size: {batching.max_batch_size}",
         "input [\n" + ",\n".join(_tensor(t, dims) for t in signature.inputs) + "\n]",
         "output [\n" + ",\n".join(_tensor(t, dims) for t in signature.outputs) + "\n]",
-        "dynamic_batching {\n"
-        f"  preferred_batch_size: [ {preferred} ]\n"
-        f"  max_queue_delay_microseconds: {batching.max_queue_delay_microseconds}\n"
-        "  default_queue_policy {\n"
-        "    timeout_action: REJECT\n"
-        "    allow_timeout_override: true\n"
-        f"    max_queue_size: {batching.max_queue_size}\n"
-        "  }\n}",
-        "instance_group [\n  {\n"
-        f"    count: {batching.instance_count}\n"
-        f"    kind: KIND_{device.upper()}\n"
-        "  }\n]",
+        (
+            "dynamic_batching {\n"
+            f"  preferred_batch_size: [ {preferred} ]\n"
+            f"  max_queue_delay_microseconds: {batching.max_queue_delay_microseconds}\n"
+            "  default_queue_policy {\n"
+            "    timeout_action: REJECT\n"
+            "    allow_timeout_override: true\n"
+            f"    max_queue_size: {batching.max_queue_size}\n"
+            "  }\n}"
+        ),
+        f"instance_group [\n  {{\n    count: {batching.instance_count}\n    kind: KIND_{device.upper()}\n  }}\n]",
         _warmup(signature, dims),
     ]
     if runtime == "onnx" and device == "gpu":

