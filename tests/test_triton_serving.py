@@ -45,23 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tiny_repository(tmp_path_factory):  # TEMPORARY until conftest's lands
-    from gateway_fakes import write_onnx_repository
-
-    from export import triton_config
-
-    root = tmp_path_factory.mktemp("fake_repo")
-    repo = write_onnx_repository(root)
-    for g in repo.generators.values():
-        for network, model in g.models.items():
-            (root / model / "config.pbtxt").write_text(triton_config.model_config(model, network, g.dims))
-    return repo
-
-
-@pytest.fixture(scope="module")
 def repository(tiny_repository) -> RepositoryInfo:
-    root = tiny_repository.root if isinstance(tiny_repository, RepositoryInfo) else tiny_repository
-    return load_repository(Path(root))
+    return load_repository(tiny_repository)
 
 
 @pytest.fixture(scope="module")
@@ -319,7 +304,6 @@ def test_interactive_requests_overtake_queued_bulk_ones(repository, server):
 
     t0 = time.perf_counter()
     order, bulk = run(main())
-    print(f"priority: bulk={bulk} position={order.index('interactive')} {time.perf_counter() - t0:.1f}s")
     position = order.index("interactive")
     # FIFO: last. Priority queue: in the next batch Triton forms after it arrives.
     assert position < bulk * 3 // 4, f"interactive finished {position + 1}th of {bulk + 1}"
