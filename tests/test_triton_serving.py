@@ -302,7 +302,6 @@ def test_interactive_requests_overtake_queued_bulk_ones(repository, server):
             await backend.close()
         return order, bulk
 
-    t0 = time.perf_counter()
     order, bulk = run(main())
     position = order.index("interactive")
     # FIFO: last. Priority queue: in the next batch Triton forms after it arrives.
@@ -323,6 +322,53 @@ def test_deadline_exceeded(repository, server):
             await backend.close()
 
     run(main())
+
+
+# ---------------------------------------------------------------------------------------
+# the gateway on both backends
+
+
+def test_gateway_gives_the_same_results_on_triton_and_embedded(repository, server):
+    from gateway_harness import running_gateway
+
+    from service.backends.embedded import EmbeddedBackend
+    from service.client import image_array, tensor_to_array
+
+    def requests(client) -> dict[str, np.ndarray]:
+        out = {}
+        for i, image in enumerate(client.generate([0, 1, 2], fmt="raw", return_latents=True)):
+            out[f"generate{i}.image"] = tensor_to_array(image.image.tensor)
+            out[f"generate{i}.ws"] = tensor_to_array(image.ws)
+        target = client.generate([7], fmt="png")[0].image
+        result = client.invert(target.data, steps=4, fmt="raw")
+        out["invert.ws"] = tensor_to_array(result.ws)
+        out["invert.reconstruction"] = tensor_to_array(result.reconstruction.tensor)
+        out["invert.loss"] = np.float32([result.loss])
+        direction = sorted(repository.generator().directions)[0]
+        edited = client.edit(3, [(direction, 2.0)], fmt="raw", return_latent=True)
+        out["edit.image"] = tensor_to_array(edited.image.tensor)
+        out["edit.ws"] = tensor_to_array(edited.ws)
+        out["png"] = image_array(target)
+        return out
+
+    results = {}
+    backends = {
+        "triton": TritonBackend(repository, server.grpc_url),
+        "embedded": EmbeddedBackend(repository, intra_op_threads=1),
+    }
+    for name, backend in backends.items():
+        with running_gateway(repository, backend) as gw, gw.client(timeout=120) as client:
+            assert client.model_info().backend == name
+            results[name] = requests(client)
+    for key, want in results["embedded"].items():
+        got = results["triton"][key]
+        assert got.shape == want.shape, key
+        if key == "png":  # 8-bit images: allow one level of rounding
+            assert np.abs(got.astype(int) - want.astype(int)).max() <= 1, key
+        elif key.startswith("invert"):  # 4 Adam steps amplify float noise a little
+            np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3, err_msg=key)
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=key)
 
 
 # ---------------------------------------------------------------------------------------
