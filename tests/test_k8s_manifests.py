@@ -429,8 +429,9 @@ def test_hpas_target_deployments_on_adapter_metrics(objects):
             assert metric["pods"]["metric"]["name"] in rules
     gateway_metric = hpas[GATEWAY]["spec"]["metrics"][0]["pods"]["metric"]["name"]
     assert gateway_metric == "stylegate_inversions_in_flight"
-    # the HPA owns the gateway's replica count
-    assert "replicas" not in one(objects, "Deployment", GATEWAY)["spec"]
+    # the HPAs own the replica counts: `kubectl apply` must not reset them
+    for name in hpas:
+        assert "replicas" not in one(objects, "Deployment", name)["spec"], name
     assert hpas[GATEWAY]["spec"]["minReplicas"] >= 2  # the PDB's maxUnavailable 1 keeps one
 
 
