@@ -257,6 +257,7 @@ def write_ada_pickle(path, sd):
         raise AssertionError
 
     _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
+    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"  # pickle looks it up by this
     fake._reconstruct_persistent_obj = _reconstruct_persistent_obj
     sys.modules["torch_utils"] = types.ModuleType("torch_utils")
     sys.modules["torch_utils.persistence"] = fake
