@@ -344,7 +344,7 @@ def test_gateway_gives_the_same_results_on_triton_and_embedded(repository, serve
         out["invert.ws"] = tensor_to_array(result.ws)
         out["invert.reconstruction"] = tensor_to_array(result.reconstruction.tensor)
         out["invert.loss"] = np.float32([result.loss])
-        direction = sorted(repository.generator().directions)[0]
+        direction = min(repository.generator().directions)
         edited = client.edit(3, [(direction, 2.0)], fmt="raw", return_latent=True)
         out["edit.image"] = tensor_to_array(edited.image.tensor)
         out["edit.ws"] = tensor_to_array(edited.ws)
