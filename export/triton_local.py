@@ -16,7 +16,6 @@ benchmarks::
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import json
 import os
@@ -229,15 +228,6 @@ def server_env(dist: TritonDistribution) -> dict[str, str]:
     return env
 
 
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when the process that started it dies (even by SIGKILL), so
-    that a killed ``stylegate triton`` leaves no tritonserver behind."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -365,8 +355,6 @@ class TritonServer:
             stdin=subprocess.DEVNULL,
             stdout=self._log if self._stdout is None else self._stdout,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # signals are ours to forward, not the terminal's
-            preexec_fn=_die_with_parent,
         )
         try:
             self.wait_ready(timeout)
@@ -420,8 +408,7 @@ class TritonServer:
                 try:
                     self.process.wait(grace)
                 except subprocess.TimeoutExpired:
-                    # the server and its python stubs: the process group we started
-                    os.killpg(self.process.pid, signal.SIGKILL)
+                    self.process.kill()  # its python stubs exit when they lose it
                     self.process.wait()
             code = self.process.returncode
         if self._log is not None:
@@ -436,7 +423,7 @@ class TritonServer:
             self._tmp = None
             self.workdir = None
 
-    def __enter__(self) -> TritonServer:
+    def __enter__(self) -> TritonServer:  # noqa: PYI034
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -198,7 +198,7 @@ class TritonBackend:
         problems = []
         for model in sorted(expected):
             problems += await self._call(
-                model, deadline, lambda c, t: self._verify_model(c, t, model), verify=False
+                model, deadline, lambda c, t, m=model: self._verify_model(c, t, m), verify=False
             )
         if problems:
             raise BackendUnavailable(
@@ -305,8 +305,8 @@ class TritonBackend:
             self._client_loop = None
         try:
             await client.close()
-        except Exception:  # noqa: BLE001 - closing a broken channel may fail; nothing to do
-            pass
+        except Exception as exc:  # noqa: BLE001 - closing a broken channel may fail
+            log.debug("closing the Triton channel failed: %r", exc)
 
     async def _transport_failed(self, exc: InferenceServerException, client) -> None:
         """Triton unreachable: a fresh channel next time (no waiting out gRPC's reconnect
