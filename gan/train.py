@@ -16,6 +16,7 @@ interrupted and resumed gives the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -76,6 +77,10 @@ def _save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
 
 # --------------------------------------------------------------------------- GAN
 
+# The discriminator mirrors the generator's widths: a first run with 32 channels at 64px
+# let D win from the first thousands of images and G collapsed to one face.
+D_CHANNELS = {4: 128, 8: 128, 16: 64, 32: 32, 64: 16}
+
 
 def r1_penalty(D: torch.nn.Module, real: torch.Tensor) -> torch.Tensor:
     real = real.detach().requires_grad_(True)
@@ -83,7 +88,24 @@ def r1_penalty(D: torch.nn.Module, real: torch.Tensor) -> torch.Tensor:
     return grad.square().sum(dim=(1, 2, 3)).mean()
 
 
-def gan_iteration(G, D, G_ema, opt_g, opt_d, real, *, gen, it, r1_gamma, r1_every, mixing_prob, ema_beta):
+@dataclasses.dataclass
+class JointEncoder:
+    """Trains the encoder with the GAN: real renders are encoded and reconstructed (pixel +
+    perceptual loss into both E and G) and G's own samples are encoded back to their W+.
+    On 2 CPU cores this dense signal teaches G the data far sooner than the adversarial
+    loss alone, and leaves an encoder matched to G (fine-tuned afterwards with the IDInvert
+    objective by ``train_encoder``)."""
+
+    E: torch.nn.Module
+    opt: torch.optim.Optimizer
+    C: torch.nn.Module          # frozen classifier: its features are the perceptual loss
+    weight: float = 1.0         # of the whole reconstruction objective against the GAN loss
+    w_feat: float = 0.5
+    n_real: int = 16
+
+
+def gan_iteration(G, D, G_ema, opt_g, opt_d, real, *, gen, it, r1_gamma, r1_every, mixing_prob, ema_beta,
+                  joint: JointEncoder | None = None):
     """One G step and one D step (non-saturating loss, lazy R1, style mixing, EMA)."""
     b = real.shape[0]
     z = torch.randn(b, G.z_dim, generator=gen)
@@ -97,9 +119,19 @@ def gan_iteration(G, D, G_ema, opt_g, opt_d, real, *, gen, it, r1_gamma, r1_ever
 
     D.requires_grad_(False)
     loss_g = F.softplus(-D(fake)).mean()
+    loss_total = loss_g
+    if joint is not None:
+        x = real[: joint.n_real]
+        rec = G.synthesis(joint.E(x), "const", fused=True)
+        loss_rec = F.mse_loss(rec, x) + joint.w_feat * F.mse_loss(joint.C.features(rec), joint.C.features(x))
+        loss_lat = F.mse_loss(joint.E(fake.detach()), ws.detach())
+        loss_total = loss_g + joint.weight * (loss_rec + loss_lat)
+        joint.opt.zero_grad(set_to_none=True)
     opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
+    loss_total.backward()
     opt_g.step()
+    if joint is not None:
+        joint.opt.step()
     D.requires_grad_(True)
 
     loss_d = F.softplus(D(fake.detach())).mean() + F.softplus(-D(real)).mean()
@@ -134,6 +166,7 @@ def train_gan(
     minutes: float | None = None,
     save_every: float = 120.0,
     threads: int | None = None,
+    joint_classifier: Path | None = None,  # train the encoder jointly (see JointEncoder)
 ) -> dict:
     if threads:
         torch.set_num_threads(threads)
@@ -145,25 +178,41 @@ def train_gan(
         D = ckpt.discriminator_from(src["D"])
     else:
         torch.manual_seed(seed)
-        G, D = N.Generator(resolution=resolution), N.Discriminator(resolution=resolution)
+        G = N.Generator(resolution=resolution)
+        D = N.Discriminator(resolution=resolution, channels=D_CHANNELS)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     c = r1_every / (r1_every + 1)  # lazy-regularization correction of Adam's settings
     mapping_params = list(G.mapping.parameters())
     other = [p for n, p in G.named_parameters() if not n.startswith("mapping.")]
     opt_g = torch.optim.Adam([{"params": other}, {"params": mapping_params}], lr=lr, betas=(0.0, 0.99), eps=1e-8)
     opt_d = torch.optim.Adam(D.parameters(), lr=lr * c, betas=(0.0, 0.99**c), eps=1e-8)
+    joint = None
+    if joint_classifier is not None:
+        E = N.Encoder(num_ws=G.num_ws, w_dim=G.w_dim, resolution=G.resolution)
+        joint = JointEncoder(E=E, opt=torch.optim.Adam(E.parameters(), lr=lr, betas=(0.9, 0.99)),
+                             C=ckpt.load_classifier(joint_classifier))
     it, log = 0, []
     if state_path.exists():
         s = torch.load(state_path, weights_only=True)
         G.load_state_dict(s["G"]), D.load_state_dict(s["D"]), G_ema.load_state_dict(s["G_ema"])
         opt_g.load_state_dict(s["opt_g"]), opt_d.load_state_dict(s["opt_d"])
+        for group in (*opt_g.param_groups, *opt_d.param_groups):  # a resumed run may change lr
+            group["lr"] = lr if group in opt_g.param_groups else lr * c
+        if joint is not None and "E" in s:
+            joint.E.load_state_dict(s["E"]), joint.opt.load_state_dict(s["opt_e"])
         it, log = s["it"], s["log"]
         click.echo(f"resumed {run} at iteration {it} ({it * batch / 1000:.1f} kimg)")
+    if joint is not None and "E" not in (s if state_path.exists() else {}):
+        joint.E.w_avg.copy_(G.mapping.w_avg)
 
     def save():
+        extra = {}
+        if joint is not None:
+            joint.E.w_avg.copy_(G_ema.mapping.w_avg)
+            extra = dict(E=joint.E.state_dict(), opt_e=joint.opt.state_dict(), E_config=joint.E.config)
         ckpt.atomic_save(dict(G=G.state_dict(), D=D.state_dict(), G_ema=G_ema.state_dict(),
                               opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict(), it=it, log=log,
-                              G_config=G.config, D_config=D.config, style=style), state_path)
+                              G_config=G.config, D_config=D.config, style=style, **extra), state_path)
         with torch.no_grad():
             _save_grid(G_ema(torch.randn(32, G.z_dim, generator=torch.Generator().manual_seed(123))), run / "progress.png")
 
@@ -176,7 +225,7 @@ def train_gan(
         real, _, _ = _batch(seed, it, batch, style, G.resolution)
         gen = _seed_all(seed, it)
         lg, ld = gan_iteration(G, D, G_ema, opt_g, opt_d, real, gen=gen, it=it, r1_gamma=r1_gamma,
-                               r1_every=r1_every, mixing_prob=mixing_prob, ema_beta=ema_beta)
+                               r1_every=r1_every, mixing_prob=mixing_prob, ema_beta=ema_beta, joint=joint)
         it += 1
         bar.update(1)
         if it % 50 == 0:
@@ -274,7 +323,10 @@ def train_encoder(
     D = ckpt.discriminator_from(src["D"])
     C = ckpt.load_classifier(classifier)
     torch.manual_seed(seed)
-    E = N.Encoder(num_ws=G.num_ws, w_dim=G.w_dim, resolution=G.resolution)
+    if "encoder" in src:  # fine-tune the jointly trained encoder with the IDInvert objective
+        E = ckpt.encoder_from(src["encoder"]).train().requires_grad_(True)
+    else:
+        E = N.Encoder(num_ws=G.num_ws, w_dim=G.w_dim, resolution=G.resolution)
     E.w_avg.copy_(G.mapping.w_avg)
     opt_e = torch.optim.Adam(E.parameters(), lr=lr, betas=(0.9, 0.99))
     opt_d = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.0, 0.99))
@@ -371,10 +423,15 @@ def _kw(seed, default, **kw):
 @common
 @click.option("--kimg", type=float, default=150.0, help="thousands of real images to show")
 @click.option("--batch", type=int, default=32)
-def gan(run, seed, minutes, save_every, threads, kimg, batch):
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--r1-gamma", type=float, default=1.0, show_default=True)
+@click.option("--joint-encoder", "joint_classifier", type=click.Path(path_type=Path, exists=True), default=None,
+              help="classifier checkpoint: train the encoder jointly (reconstruction of real renders)")
+def gan(run, seed, minutes, save_every, threads, kimg, batch, lr, r1_gamma, joint_classifier):
     """Train the base GAN on photo-style renders."""
     click.echo(train_gan(run, **_kw(seed, 0, kimg=kimg, batch=batch, minutes=minutes, save_every=save_every,
-                                     threads=threads)))
+                                     threads=threads, lr=lr, r1_gamma=r1_gamma,
+                                     joint_classifier=joint_classifier)))
 
 
 @cli.command()
@@ -423,6 +480,8 @@ def ship(run, what, out):
         shipped["D"] = {"config": s["D_config"], "state_dict": half(s["D"])}
         shipped["style"] = s.get("style", "photo")
         shipped["kimg"] = s["it"] * 32 / 1000
+        if "E" in s:
+            shipped["encoder"] = {"config": s["E_config"], "state_dict": half(s["E"])}
     elif what == "classifier":
         shipped["classifier"] = {"config": s["C_config"], "state_dict": half(s["C"])}
     else:
