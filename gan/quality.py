@@ -14,7 +14,6 @@ Figures:
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import click
@@ -39,6 +38,9 @@ def _batched(fn, x: torch.Tensor, bs: int = 64) -> torch.Tensor:
 def kid(a: np.ndarray, b: np.ndarray, *, subsets: int = 20, subset_size: int = 200, seed: int = 0) -> float:
     """Kernel Inception Distance (unbiased MMD^2, cubic polynomial kernel) on any features."""
     rng = np.random.default_rng(seed)
+    # standardize with the first set's statistics, so the cubic kernel sees O(1) values
+    mu, sd = a.mean(0), a.std(0) + 1e-6
+    a, b = (a - mu) / sd, (b - mu) / sd
     d = a.shape[1]
     m = min(subset_size, len(a), len(b))
     total = 0.0
