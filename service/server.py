@@ -120,7 +120,7 @@ def create_server(
 async def serve(settings: Settings) -> None:
     """Run the gateway until SIGINT/SIGTERM, then shut down gracefully."""
     if settings.metrics_port:
-        metrics.serve_metrics(settings.metrics_port)
+        metrics.serve_metrics(settings.metrics_port, addr=settings.host)
     server, port = create_server(f"{settings.host}:{settings.port}", settings)
     await server.start()
     log.info("listening", extra={"port": port, "metrics_port": settings.metrics_port,
