@@ -7,7 +7,6 @@ margin that covers the smaller sample here; each one would fail for a broken mod
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 
@@ -17,6 +16,9 @@ import torch
 from PIL import Image
 
 from gateway_harness import running_gateway
+
+from bench.targets import png as _png
+from bench.targets import psnr as _psnr
 
 from gan import checkpoint as ckpt
 from gan import data, quality
@@ -51,17 +53,6 @@ def faces() -> np.ndarray:
 def gateway(shipped_repository):
     with running_gateway(load_repository(shipped_repository)) as gw:
         yield gw
-
-
-def _png(img: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
 
 
 def _scores(classifier, images: list[np.ndarray]) -> np.ndarray:
