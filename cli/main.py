@@ -19,7 +19,6 @@ COMMANDS: dict[str, str] = {
     "directions": "service.cli:directions",
     "export": "export.cli:export",
     "triton": "export.triton_local:triton",
-    "loadtest": "bench.loadtest:loadtest",
 }
 
 
@@ -32,7 +31,18 @@ class LazyGroup(click.Group):
         if target is None:
             return None
         module, attr = target.split(":")
-        return getattr(importlib.import_module(module), attr)
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ImportError as err:  # e.g. `export` in the serving image, which has no torch
+            missing = err.name or str(err)
+
+            @click.command(name=name, help=f"(unavailable here: needs {missing})")
+            def unavailable() -> None:
+                raise click.ClickException(
+                    f"'stylegate {name}' needs {missing}, which is not installed here "
+                    "(the training/export extra: pip install 'stylegate[train]')")
+
+            return unavailable
 
 
 @click.command(cls=LazyGroup)
