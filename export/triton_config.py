@@ -45,6 +45,12 @@ BATCHING: dict[str, Batching] = {
 }
 
 
+# The gateway sends Priority.INTERACTIVE (1) and Priority.BULK (2); requests without a
+# priority count as bulk, so they can never starve interactive ones.
+PRIORITY_LEVELS = 2
+DEFAULT_PRIORITY_LEVEL = 2
+
+
 def _tensor(spec: TensorSpec, dims: Mapping[str, int]) -> str:
     shape = ", ".join(str(d) for d in spec.shape(dims))
     return f'  {{\n    name: "{spec.name}"\n    data_type: TYPE_{spec.dtype}\n    dims: [ {shape} ]\n  }}'
@@ -124,6 +130,8 @@ def model_config(
             "dynamic_batching {\n"
             f"  preferred_batch_size: [ {preferred} ]\n"
             f"  max_queue_delay_microseconds: {batching.max_queue_delay_microseconds}\n"
+            f"  priority_levels: {PRIORITY_LEVELS}\n"
+            f"  default_priority_level: {DEFAULT_PRIORITY_LEVEL}\n"
             "  default_queue_policy {\n"
             "    timeout_action: REJECT\n"
             "    allow_timeout_override: true\n"

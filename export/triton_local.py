@@ -41,11 +41,9 @@ from service.signatures import METADATA_FILE, SIGNATURES
 
 MODEL_TEMPLATE = Path(__file__).with_name("triton_python_model.py")
 CONFIG_FILE = "config.pbtxt"
-# Priority levels every served model gets when its config has none: the gateway sends
-# Priority.INTERACTIVE (1) and Priority.BULK (2), and Triton rejects a priority above
-# the model's priority_levels.
-PRIORITY_LEVELS = 2
-DEFAULT_PRIORITY_LEVEL = 2
+# Priority levels a served model gets when its config has none (a repository written by an
+# older export): Triton rejects a priority above the model's priority_levels.
+from export.triton_config import DEFAULT_PRIORITY_LEVEL, PRIORITY_LEVELS  # noqa: E402
 
 
 class TritonStartError(RuntimeError):
