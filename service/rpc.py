@@ -6,6 +6,7 @@ become INTERNAL with an error id; the traceback goes to the log only."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
@@ -93,6 +94,30 @@ async def _fail(context: grpc.aio.ServicerContext, method: str, exc: BaseExcepti
     return code  # not reached: abort raises
 
 
+@contextlib.asynccontextmanager
+async def _accounted(servicer: Any, method: str, context: grpc.aio.ServicerContext):
+    """Around one RPC: in-flight accounting, latency, the status metric, and the one place
+    domain errors become gRPC status codes."""
+    started = time.perf_counter()
+    metrics.RPC_IN_FLIGHT.labels(method).inc()
+    entered = False
+    try:
+        servicer.in_flight.enter()
+        entered = True
+        yield
+        metrics.RPC_REQUESTS.labels(method, "OK").inc()
+    except asyncio.CancelledError:
+        metrics.RPC_REQUESTS.labels(method, "CANCELLED").inc()
+        raise
+    except Exception as exc:  # noqa: BLE001 - mapped right here
+        await _fail(context, method, exc)
+    finally:
+        metrics.RPC_IN_FLIGHT.labels(method).dec()
+        metrics.RPC_LATENCY.labels(method).observe(time.perf_counter() - started)
+        if entered:
+            servicer.in_flight.leave()
+
+
 def rpc(method: str) -> Callable:
     """Decorate a servicer method (``async def`` or async generator) named ``method``.
     The servicer must have an ``in_flight: InFlight`` attribute."""
@@ -102,49 +127,16 @@ def rpc(method: str) -> Callable:
 
             @functools.wraps(fn)
             async def stream(self: Any, request: Any, context: grpc.aio.ServicerContext):
-                started = time.perf_counter()
-                metrics.RPC_IN_FLIGHT.labels(method).inc()
-                entered = False
-                try:
-                    self.in_flight.enter()
-                    entered = True
+                async with _accounted(self, method, context):
                     async for message in fn(self, request, context):
                         yield message
-                    metrics.RPC_REQUESTS.labels(method, "OK").inc()
-                except asyncio.CancelledError:
-                    metrics.RPC_REQUESTS.labels(method, "CANCELLED").inc()
-                    raise
-                except Exception as exc:  # noqa: BLE001 - mapped right here
-                    await _fail(context, method, exc)
-                finally:
-                    metrics.RPC_IN_FLIGHT.labels(method).dec()
-                    metrics.RPC_LATENCY.labels(method).observe(time.perf_counter() - started)
-                    if entered:
-                        self.in_flight.leave()
 
             return stream
 
         @functools.wraps(fn)
         async def unary(self: Any, request: Any, context: grpc.aio.ServicerContext):
-            started = time.perf_counter()
-            metrics.RPC_IN_FLIGHT.labels(method).inc()
-            entered = False
-            try:
-                self.in_flight.enter()
-                entered = True
-                response = await fn(self, request, context)
-                metrics.RPC_REQUESTS.labels(method, "OK").inc()
-                return response
-            except asyncio.CancelledError:
-                metrics.RPC_REQUESTS.labels(method, "CANCELLED").inc()
-                raise
-            except Exception as exc:  # noqa: BLE001 - mapped right here
-                await _fail(context, method, exc)
-            finally:
-                metrics.RPC_IN_FLIGHT.labels(method).dec()
-                metrics.RPC_LATENCY.labels(method).observe(time.perf_counter() - started)
-                if entered:
-                    self.in_flight.leave()
+            async with _accounted(self, method, context):
+                return await fn(self, request, context)
 
         return unary
 
