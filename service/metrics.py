@@ -66,6 +66,21 @@ BACKEND_QUEUE_DEPTH = Gauge(
     "stylegate_backend_queue_depth", "Calls waiting in the micro-batcher, by model", ["model"]
 )
 
+BACKEND_UP = Gauge(
+    "stylegate_backend_up", "1 while the last health probe of the backend succeeded", ["backend"]
+)
+# Triton's own cumulative statistics, read by the health watcher (Triton backend only).
+TRITON_INFERENCES = Gauge(
+    "stylegate_triton_inference_count", "Samples Triton has run, by model (cumulative)", ["model"]
+)
+TRITON_EXECUTIONS = Gauge(
+    "stylegate_triton_execution_count", "Model executions (batches) Triton has run, by model (cumulative)",
+    ["model"],
+)
+TRITON_MEAN_BATCH = Gauge(
+    "stylegate_triton_mean_batch_size", "Triton's samples per execution since it started, by model", ["model"]
+)
+
 IMAGES_GENERATED = Counter(
     "stylegate_images_generated_total", "Images rendered, by RPC method", ["method"]
 )

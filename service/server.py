@@ -57,21 +57,69 @@ class GatewayServer:
         self.health = health_servicer
         self.settings = settings
         self.backend = servicer.backend
+        self._watcher: asyncio.Task | None = None
+        self._serving = False
 
     async def start(self) -> None:
-        """Load the backend, start listening, then report SERVING."""
-        for service in ("", SERVICE_NAME):
-            await self.health.set(service, NOT_SERVING)
+        """Load the backend, start listening, then report SERVING (and keep following the
+        backend's health every ``health_interval_s``)."""
+        await self._set_serving(False, force=True)
         await self.backend.load()
         await self.grpc.start()
-        for service in ("", SERVICE_NAME):
-            await self.health.set(service, SERVING)
+        await self._set_serving(True, force=True)
+        metrics.BACKEND_UP.labels(self.backend.name).set(1)
+        if self.settings.health_interval_s > 0:
+            self._watcher = asyncio.create_task(self._watch_backend(), name="backend-health")
         log.info("gateway serving", extra={"backend": self.backend.name})
+
+    async def _set_serving(self, serving: bool, *, force: bool = False) -> None:
+        """Start-up sets both the overall ("") and the StyleGate service; afterwards only the
+        StyleGate service follows the backend, so a liveness probe of "" does not restart
+        every gateway while Triton is down, and a readiness probe of the service takes the
+        pod out of rotation."""
+        if serving == self._serving and not force:
+            return
+        self._serving = serving
+        for service in ("", SERVICE_NAME) if force else (SERVICE_NAME,):
+            await self.health.set(service, SERVING if serving else NOT_SERVING)
+
+    async def probe_backend(self) -> bool:
+        """One health probe: the backend's ``healthy()`` within the probe interval decides
+        SERVING or NOT_SERVING (so load balancers and kubelets stop sending work to a
+        gateway whose Triton is down), and Triton's batch statistics become gauges."""
+        timeout = max(self.settings.health_interval_s, 1.0)
+        try:
+            ok = bool(await asyncio.wait_for(self.backend.healthy(), timeout))
+        except Exception as exc:  # a probe that fails for any reason means "not healthy"
+            log.warning("backend health probe failed", extra={"error": repr(exc)})
+            ok = False
+        metrics.BACKEND_UP.labels(self.backend.name).set(1 if ok else 0)
+        if not self.servicer.in_flight.draining:
+            if ok != self._serving:
+                log.warning("backend health changed", extra={"backend": self.backend.name, "healthy": ok})
+            await self._set_serving(ok)
+        statistics = getattr(self.backend, "batch_statistics", None)
+        if ok and statistics is not None:
+            try:
+                for model, st in (await asyncio.wait_for(statistics(), timeout)).items():
+                    metrics.TRITON_INFERENCES.labels(model).set(st.inference_count)
+                    metrics.TRITON_EXECUTIONS.labels(model).set(st.execution_count)
+                    metrics.TRITON_MEAN_BATCH.labels(model).set(st.mean_batch_size)
+            except Exception as exc:
+                log.warning("reading backend statistics failed", extra={"error": repr(exc)})
+        return ok
+
+    async def _watch_backend(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.health_interval_s)
+            await self.probe_backend()
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful shutdown: NOT_SERVING (probes see it while we drain), refuse new RPCs,
         wait up to ``grace`` seconds for in-flight ones, then stop and close the backend."""
         grace = self.settings.drain_grace_s if grace is None else grace
+        if self._watcher is not None:
+            self._watcher.cancel()
         await self.health.enter_graceful_shutdown()
         self.servicer.in_flight.draining = True
         log.info("draining", extra={"in_flight": self.servicer.in_flight.count, "grace_s": grace})

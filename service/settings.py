@@ -39,6 +39,9 @@ class Settings:
     max_concurrent_inversions: int = 64
     max_message_bytes: int = 64 * 1024 * 1024
 
+    # health: how often the backend is probed (health follows it; Triton statistics exported)
+    health_interval_s: float = 5.0   # 0 = no probing: SERVING from start-up to drain
+
     # shutdown
     drain_grace_s: float = 30.0  # wait this long for in-flight RPCs after NOT_SERVING
 

@@ -20,6 +20,7 @@ from gateway_harness import running_gateway
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
+from prometheus_client import REGISTRY
 
 from protos.stylegate.v1 import stylegate_pb2 as pb
 from service.backends.embedded import EmbeddedBackend
@@ -57,7 +58,9 @@ class SlowBackend:
         await self.inner.load()
 
     async def healthy(self):
-        return await self.inner.healthy()
+        return self.up and await self.inner.healthy()
+
+    up = True  # tests flip this to play a backend that went down
 
     async def infer(self, model, inputs, **kw):
         self.calls[model] = self.calls.get(model, 0) + 1
@@ -433,6 +436,35 @@ def test_health_and_reflection(gateway):
         (resp,) = list(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
         names = {s.name for s in resp.list_services_response.service}
         assert {"stylegate.v1.StyleGate", "grpc.health.v1.Health"} <= names
+
+
+def test_health_follows_the_backend_and_exports_backend_up(repository):
+    """A backend that stops answering its health probe turns the gateway NOT_SERVING (so
+    probes and load balancers move traffic away) and SERVING again once it is back."""
+    backend = SlowBackend(embedded(repository), delay=0.0)
+    with running_gateway(repository, backend, health_interval_s=0.1) as gw, \
+            grpc.insecure_channel(gw.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+
+        def status():
+            return health.Check(health_pb2.HealthCheckRequest(service="stylegate.v1.StyleGate")).status
+
+        def wait_for(want):
+            deadline = time.monotonic() + 10
+            while status() != want and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return status()
+
+        def backend_up():
+            return REGISTRY.get_sample_value("stylegate_backend_up", {"backend": backend.name})
+
+        assert status() == health_pb2.HealthCheckResponse.SERVING and backend_up() == 1
+        backend.up = False
+        assert wait_for(health_pb2.HealthCheckResponse.NOT_SERVING) == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert backend_up() == 0
+        backend.up = True
+        assert wait_for(health_pb2.HealthCheckResponse.SERVING) == health_pb2.HealthCheckResponse.SERVING
+        assert backend_up() == 1
 
 
 def test_drain_reports_not_serving_and_finishes_in_flight_streams(repository, info):

@@ -210,7 +210,11 @@ def test_gateway_probes_are_native_grpc_on_the_serving_port(objects):
     assert port == {"grpc": 50051, "metrics": 9090}
     for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert gateway[kind]["grpc"]["port"] == port["grpc"], kind
-        assert gateway[kind]["grpc"].get("service", "") == ""  # overall server health
+    # liveness and start-up ask for the server as a whole; readiness for the StyleGate
+    # service, which follows the backend (NOT_SERVING while Triton is down)
+    assert gateway["livenessProbe"]["grpc"].get("service", "") == ""
+    assert gateway["startupProbe"]["grpc"].get("service", "") == ""
+    assert gateway["readinessProbe"]["grpc"]["service"] == "stylegate.v1.StyleGate"
 
 
 # --- the gateway's configuration ----------------------------------------------------------

@@ -360,6 +360,13 @@ def test_gateway_gives_the_same_results_on_triton_and_embedded(repository, serve
         with running_gateway(repository, backend) as gw, gw.client(timeout=120) as client:
             assert client.model_info().backend == name
             results[name] = requests(client)
+            assert gw.run(gw.server.probe_backend(), timeout=30)  # SERVING; statistics exported
+    # Triton's own batch statistics reach the gateway's /metrics through the health probe
+    from prometheus_client import REGISTRY
+
+    step = repository.generator().models["inversion_step"]
+    assert REGISTRY.get_sample_value("stylegate_triton_inference_count", {"model": step}) >= 4
+    assert REGISTRY.get_sample_value("stylegate_triton_mean_batch_size", {"model": step}) >= 1
     for key, want in results["embedded"].items():
         got = results["triton"][key]
         assert got.shape == want.shape, key
