@@ -252,6 +252,15 @@ def recenter_encoder(E: torch.nn.Module, w_avg: torch.Tensor) -> None:
         E.w_avg.copy_(w_avg)
 
 
+def collapse_encoder_to_w(E: torch.nn.Module) -> None:
+    """Make the encoder output the mean of its W+ codes at every layer (a W code): the
+    autoencoder trains only that mean, so the per-layer offsets are meaningless."""
+    with torch.no_grad():
+        weight = E.out.weight.reshape(E.num_ws, E.w_dim, -1).mean(0)
+        E.out.weight.copy_(weight.repeat(E.num_ws, 1))
+        E.out.bias.copy_(E.out.bias.reshape(E.num_ws, E.w_dim).mean(0).repeat(E.num_ws))
+
+
 class LatentDiscriminator(torch.nn.Module):
     """Tells encoded W codes of real renders from the mapping network's output."""
 
@@ -316,15 +325,19 @@ def train_autoencoder(
     filled, it, log = 0, 0, []
     if state_path.exists():
         s = torch.load(state_path, weights_only=True)
-        for m, k in ((G, "G"), (G_ema, "G_ema"), (E, "E"), (LD, "LD"), (probe, "probe"), (opt_ae, "opt_ae"),
+        s.setdefault("E_train", s["E"])  # states written before the shipped form was split off
+        for m, k in ((G, "G"), (G_ema, "G_ema"), (E, "E_train"), (LD, "LD"), (probe, "probe"), (opt_ae, "opt_ae"),
                      (opt_map, "opt_map"), (opt_ld, "opt_ld")):
             m.load_state_dict(s[k])
         buffer, filled, it, log = s["buffer"], s["filled"], s["it"], s["log"]
         click.echo(f"resumed {run} at iteration {it} ({it * batch / 1000:.1f} kimg)")
 
     def save():
-        recenter_encoder(E, G.mapping.w_avg)  # shipped encoders predict offsets from w_avg
-        ckpt.atomic_save(dict(G=G.state_dict(), G_ema=G_ema.state_dict(), D=D.state_dict(), E=E.state_dict(),
+        E_out = copy.deepcopy(E)  # the shipped form: a W code at every layer, centred on w_avg
+        collapse_encoder_to_w(E_out)
+        recenter_encoder(E_out, G.mapping.w_avg)
+        ckpt.atomic_save(dict(G=G.state_dict(), G_ema=G_ema.state_dict(), D=D.state_dict(), E=E_out.state_dict(),
+                              E_train=E.state_dict(),
                               LD=LD.state_dict(), probe=probe.state_dict(), opt_ae=opt_ae.state_dict(),
                               opt_map=opt_map.state_dict(), opt_ld=opt_ld.state_dict(), buffer=buffer,
                               filled=filled, it=it, log=log, G_config=G.config, D_config=D.config,
@@ -562,6 +575,7 @@ def train_encoder(
     w_adv: float = 0.05,
     w_latent: float = 1.0,      # latent regression on G's own samples (known w)
     adv_every: int = 4,         # adversarial term and D update every this many iterations
+    d_lr: float = 4e-4,
     minutes: float | None = None,
     save_every: float = 120.0,
     threads: int | None = None,
@@ -586,7 +600,7 @@ def train_encoder(
         E = N.Encoder(num_ws=G.num_ws, w_dim=G.w_dim, resolution=G.resolution)
     recenter_encoder(E, G.mapping.w_avg)
     opt_e = torch.optim.Adam(E.parameters(), lr=lr, betas=(0.9, 0.99))
-    opt_d = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.0, 0.99))
+    opt_d = torch.optim.Adam(D.parameters(), lr=d_lr, betas=(0.0, 0.99))
     it = 0
     if state_path.exists():
         s = torch.load(state_path, weights_only=True)
@@ -739,10 +753,14 @@ def classifier(run, seed, minutes, save_every, threads, iters):
 @click.option("--classifier", "classifier_path", type=click.Path(path_type=Path, exists=True), required=True)
 @click.option("--iters", type=int, default=3000)
 @click.option("--batch", type=int, default=8)
-def encoder(run, seed, minutes, save_every, threads, base, classifier_path, iters, batch):
+@click.option("--lr", type=float, default=5e-4, show_default=True)
+@click.option("--adv-weight", type=float, default=0.05, show_default=True,
+              help="weight of the adversarial term (the discriminator keeps training)")
+def encoder(run, seed, minutes, save_every, threads, base, classifier_path, iters, batch, lr, adv_weight):
     """Train the domain-guided encoder (IDInvert objective) against the base generator."""
     click.echo(train_encoder(run, **_kw(seed, 2, base=base, classifier=classifier_path, iters=iters, batch=batch,
-                                         minutes=minutes, save_every=save_every, threads=threads)))
+                                         lr=lr, w_adv=adv_weight, minutes=minutes, save_every=save_every,
+                                         threads=threads)))
 
 
 @cli.command()
