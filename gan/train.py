@@ -783,6 +783,8 @@ def ship(run, what, out):
         shipped["classifier"] = {"config": s["C_config"], "state_dict": half(s["C"])}
     else:
         shipped["encoder"] = {"config": s["E_config"], "state_dict": half(s["E"])}
+        if "D" in s and "D" in shipped:  # the discriminator kept training against the encoder
+            shipped["D"] = {"config": shipped["D"]["config"], "state_dict": half(s["D"])}
     ckpt.atomic_save(shipped, out)
     click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 

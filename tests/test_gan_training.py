@@ -88,7 +88,7 @@ def test_autoencoder_resumes_and_learns_to_reconstruct(tmp_path):
     train.train_autoencoder(tmp_path / "resumed", kimg=0.032, **kw)
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
     assert a["it"] == b["it"] == 4
-    for key in ("G", "E", "G_ema", "LD"):
+    for key in ("G", "E_train", "G_ema", "LD"):
         for name, t in a[key].items():
             assert torch.allclose(t, b[key][name], atol=1e-5), (key, name)
     long = train.train_autoencoder(tmp_path / "long", kimg=0.32, **kw)  # 40 iterations
@@ -98,6 +98,14 @@ def test_autoencoder_resumes_and_learns_to_reconstruct(tmp_path):
     s = _weights(tmp_path / "long")
     assert torch.allclose(s["E"]["w_avg"], s["G"]["mapping.w_avg"])
     assert s["G"]["mapping.w_avg"].abs().sum() > 0
+    # the shipped encoder gives, at every layer, the mean code the training encoder gave
+    from gan import networks as N
+
+    trained, shipped = N.Encoder(**s["E_config"]), N.Encoder(**s["E_config"])
+    trained.load_state_dict(s["E_train"]), shipped.load_state_dict(s["E"])
+    x = torch.randn(3, 3, 16, 16)
+    want = trained(x).mean(1, keepdim=True).expand(-1, trained.num_ws, -1)
+    assert torch.allclose(shipped(x), want, atol=1e-5)
 
 
 def test_paired_transfer_fine_tunes_synthesis_only(tmp_path):
