@@ -103,8 +103,13 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 # --------------------------------------------------------------------------- eager baseline
 
 
-def eager_invert(G, E, C, target: torch.Tensor, *, steps: int, lr: float, weights=(1.0, 0.5, 2.0)):
-    """The reference scripts' way: one image, encoder start, `steps` Adam steps, no early stop."""
+def eager_invert(G, E, C, target: torch.Tensor, *, steps: int, lr: float, weights=None):
+    """The reference scripts' way: one image, encoder start, `steps` Adam steps, no early stop.
+    ``weights`` (pixel, feature, domain): the gateway's in-domain defaults unless given."""
+    if weights is None:
+        from service.inversion import DEFAULTS
+
+        weights = DEFAULTS["in_domain"].weights.array()[0].tolist()
     with torch.no_grad():
         w = E(target)
         ft = C.features(target)

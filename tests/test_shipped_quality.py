@@ -28,14 +28,14 @@ from service.metadata import load_repository
 ROOT = quality.CHECKPOINTS.parent
 N_FACES = 12
 
-# Measured on 300 held-out faces (checkpoints/README.md: classifier 0.993, KID x1000 1215
-# against a real-vs-real floor of about 0, encoder 18.6 dB keeping 71% of attributes), less a
-# margin for n=200. The generator is far from its goal (README: undertrained on 2 CPU cores);
-# these floors catch a regression or a broken export, and rise as the models improve.
+# Measured on 300 held-out faces (checkpoints/README.md: classifier 0.993, KID x1000 220 against
+# a real-vs-real floor of about -7, encoder 24.8 dB (10th percentile 23.2) keeping 89% of
+# attributes), less a margin for n=200. A broken export, an encoder for another generator or
+# the previous, GAN-only base (KID 1215, 18.6 dB, 71%) fails them.
 MIN_CLASSIFIER_ACCURACY = 0.95
-MAX_KID_X1000 = 2000.0
-MIN_ENCODER_PSNR = 17.0
-MIN_ATTRIBUTES_KEPT = 0.6
+MAX_KID_X1000 = 400.0
+MIN_ENCODER_PSNR = 23.5
+MIN_ATTRIBUTES_KEPT = 0.82
 
 
 @pytest.fixture(scope="module")
@@ -124,16 +124,19 @@ def _edit_towards_other_side(gateway, inverted, classifier, attribute: str, stre
     return flipped, moved
 
 
-def test_dark_skin_edit_flips_the_attribute(gateway, inverted, classifier):
-    """The InterFaceGAN boundary the shipped generator has learnt best (SVM accuracy 1.0):
-    measured 83% of faces flipped at strength 3 (docs/benchmarks.md)."""
-    flipped, _ = _edit_towards_other_side(gateway, inverted, classifier, "dark_skin")
-    assert flipped >= 0.6, f"dark_skin flipped on {flipped:.0%} of faces"
+@pytest.mark.parametrize("attribute, floor", [("dark_skin", 0.8), ("blond_hair", 0.8), ("long_hair", 0.8),
+                                              ("beard", 0.6)])
+def test_coarse_attribute_edits_flip_nearly_every_face(gateway, inverted, classifier, attribute, floor):
+    """Measured on 32 held-out faces at strength 3 (docs/benchmarks.md): dark_skin and
+    blond_hair 100%, long_hair 97%, beard 94% (75% on the 12 faces here, inverted with 60 steps)."""
+    flipped, _ = _edit_towards_other_side(gateway, inverted, classifier, attribute)
+    assert flipped >= floor, f"{attribute} flipped on {flipped:.0%} of faces"
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped generator barely renders smiles (smile boundary SVM "
-                   "accuracy 0.70): measured 0% flipped at strength 3; passes once the GAN is trained longer")
 def test_smile_edit_changes_smile_and_keeps_the_rest(gateway, inverted, classifier):
+    """Measured on 32 held-out faces (docs/benchmarks.md): 66% flipped at strength 3, the
+    other attributes moved on 7% of (face, attribute) pairs, mostly eyes_open, which the
+    64px generator draws blurred. Floors below that for the 12 faces here."""
     flipped, moved = _edit_towards_other_side(gateway, inverted, classifier, "smile")
-    assert flipped >= 0.75, f"smile flipped on {flipped:.0%} of faces"
-    assert moved <= 0.10, f"other attributes moved on {moved:.0%} of (face, attribute) pairs"
+    assert flipped >= 0.5, f"smile flipped on {flipped:.0%} of faces"
+    assert moved <= 0.15, f"other attributes moved on {moved:.0%} of (face, attribute) pairs"
