@@ -184,7 +184,7 @@ def test_mask_and_weights_reach_the_step(fake):
     finally:
         nets.run = original
     np.testing.assert_array_equal(seen["mask"][0], mask)
-    np.testing.assert_allclose(seen["loss_weights"][0], [1.0, 0.25, 2.0])
+    np.testing.assert_allclose(seen["loss_weights"][0], [1.0, 0.25, inversion.DEFAULTS["in_domain"].weights.domain])
 
 
 def test_invalid_options_name_the_field():
