@@ -62,6 +62,20 @@ class _Clock:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
 
+@torch.no_grad()
+def ema_update(G_ema: torch.nn.Module, G: torch.nn.Module, beta: float) -> None:
+    """G_ema <- beta * G_ema + (1 - beta) * G for parameters; buffers (w_avg, noise) copied."""
+    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+        p_ema.lerp_(p, 1 - beta)
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b)
+
+
+def _psnr_db(mse: float) -> float:
+    """PSNR of a pixel MSE on images in [-1, 1] (peak-to-peak 2)."""
+    return 10 * math.log10(4.0 / max(mse, 1e-10))
+
+
 def _save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
     from PIL import Image
 
@@ -141,11 +155,7 @@ def gan_iteration(G, D, G_ema, opt_g, opt_d, real, *, gen, it, r1_gamma, r1_ever
     loss_d.backward()
     opt_d.step()
 
-    with torch.no_grad():
-        for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-            p_ema.lerp_(p, 1 - ema_beta)
-        for b_ema, b_ in zip(G_ema.buffers(), G.buffers()):
-            b_ema.copy_(b_)
+    ema_update(G_ema, G, ema_beta)
     return loss_g.item(), loss_d.item()
 
 
@@ -396,16 +406,13 @@ def train_autoencoder(
             opt_map.step()
             LD.requires_grad_(True)
 
+        ema_update(G_ema, G, ema_beta)
         with torch.no_grad():
-            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-                p_ema.lerp_(p, 1 - ema_beta)
-            for b_ema, b_ in zip(G_ema.buffers(), G.buffers()):
-                b_ema.copy_(b_)
             G_ema.mapping.load_state_dict(G.mapping.state_dict())  # the latent GAN's own result
         it += 1
         bar.update(1)
         if it % 20 == 0:
-            psnr = 10 * math.log10(4.0 / max(loss_pix.item(), 1e-10))
+            psnr = _psnr_db(loss_pix.item())
             log.append((it, loss_pix.item(), loss_feat.item(), loss_attr.item(), loss_ld.item()))
             bar.set_postfix(psnr=f"{psnr:.1f}", feat=f"{loss_feat.item():.3f}", attr=f"{loss_attr.item():.3f}",
                             ld=f"{loss_ld.item():.3f}")
@@ -492,13 +499,11 @@ def train_transfer_paired(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        with torch.no_grad():
-            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-                p_ema.lerp_(p, 1 - ema_beta)
+        ema_update(G_ema, G, ema_beta)
         it += 1
         bar.update(1)
         if it % 20 == 0:
-            psnr = 10 * math.log10(4.0 / max(loss_pix.item(), 1e-10))
+            psnr = _psnr_db(loss_pix.item())
             log.append((it, loss_pix.item()))
             bar.set_postfix(psnr=f"{psnr:.1f}")
         if clock.save_due():
@@ -651,7 +656,7 @@ def train_encoder(
         it += 1
         bar.update(1)
         if it % 10 == 0:
-            psnr = 10 * math.log10(4.0 / max(loss_pix.item(), 1e-10))
+            psnr = _psnr_db(loss_pix.item())
             bar.set_postfix(pix=f"{loss_pix.item():.4f}", psnr=f"{psnr:.1f}", lat=f"{loss_lat.item():.4f}")
         if clock.save_due():
             save()
