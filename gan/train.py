@@ -61,6 +61,13 @@ class _Clock:
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
+    def tick(self, save) -> bool:
+        """Once per iteration: call ``save`` when one is due; True when the time is up (the
+        loop then breaks and saves one last time)."""
+        if self.save_due():
+            save()
+        return self.out_of_time()
+
 
 @torch.no_grad()
 def ema_update(G_ema: torch.nn.Module, G: torch.nn.Module, beta: float) -> None:
@@ -241,9 +248,7 @@ def train_gan(
         if it % 50 == 0:
             log.append((it, lg, ld))
             bar.set_postfix(loss_g=f"{lg:.3f}", loss_d=f"{ld:.3f}")
-        if clock.save_due():
-            save()
-        if clock.out_of_time():
+        if clock.tick(save):
             break
     bar.close()
     save()
@@ -416,9 +421,7 @@ def train_autoencoder(
             log.append((it, loss_pix.item(), loss_feat.item(), loss_attr.item(), loss_ld.item()))
             bar.set_postfix(psnr=f"{psnr:.1f}", feat=f"{loss_feat.item():.3f}", attr=f"{loss_attr.item():.3f}",
                             ld=f"{loss_ld.item():.3f}")
-        if clock.save_due():
-            save()
-        if clock.out_of_time():
+        if clock.tick(save):
             break
     bar.close()
     save()
@@ -506,9 +509,7 @@ def train_transfer_paired(
             psnr = _psnr_db(loss_pix.item())
             log.append((it, loss_pix.item()))
             bar.set_postfix(psnr=f"{psnr:.1f}")
-        if clock.save_due():
-            save()
-        if clock.out_of_time():
+        if clock.tick(save):
             break
     bar.close()
     save()
@@ -553,9 +554,7 @@ def train_classifier(run: Path, *, iters: int, batch: int = 32, seed: int = 1, l
         bar.update(1)
         if it % 50 == 0:
             bar.set_postfix(loss=f"{float(loss):.4f}")
-        if clock.save_due():
-            save()
-        if clock.out_of_time():
+        if clock.tick(save):
             break
     bar.close()
     save()
@@ -658,9 +657,7 @@ def train_encoder(
         if it % 10 == 0:
             psnr = _psnr_db(loss_pix.item())
             bar.set_postfix(pix=f"{loss_pix.item():.4f}", psnr=f"{psnr:.1f}", lat=f"{loss_lat.item():.4f}")
-        if clock.save_due():
-            save()
-        if clock.out_of_time():
+        if clock.tick(save):
             break
     bar.close()
     save()
