@@ -442,6 +442,7 @@ def test_health_follows_the_backend_and_exports_backend_up(repository):
     """A backend that stops answering its health probe turns the gateway NOT_SERVING (so
     probes and load balancers move traffic away) and SERVING again once it is back."""
     backend = SlowBackend(embedded(repository), delay=0.0)
+    backend.name = "embedded-flaky"  # its own gauge label: other gateways in this process probe too
     with running_gateway(repository, backend, health_interval_s=0.1) as gw, \
             grpc.insecure_channel(gw.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
