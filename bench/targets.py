@@ -34,12 +34,11 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from PIL import Image
-
-from gan import checkpoint as ckpt
-from gan import data
-from gan.generate import z_from_seed
-from protos.stylegate.v1 import stylegate_pb2 as pb
-from service.client import StylegateClient, image_array, tensor_to_array
+from stylegate.gan import checkpoint as ckpt
+from stylegate.gan import data
+from stylegate.gan.generate import z_from_seed
+from stylegate.protos.v1 import stylegate_pb2 as pb
+from stylegate.service.client import StylegateClient, image_array, tensor_to_array
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,10 +53,22 @@ def _free_port() -> int:
 def gateway(repository: Path, *, extra_env: dict | None = None):
     """A `stylegate serve` subprocess on the embedded backend; yields (address, pid)."""
     port, metrics_port = _free_port(), _free_port()
-    cmd = [str(Path(sys.executable).parent / "stylegate"), "serve", "--port", str(port),
-           "--metrics-port", str(metrics_port), "--model-repository", str(repository)]
-    proc = subprocess.Popen(cmd, env={**os.environ, **(extra_env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = [
+        str(Path(sys.executable).parent / "stylegate"),
+        "serve",
+        "--port",
+        str(port),
+        "--metrics-port",
+        str(metrics_port),
+        "--model-repository",
+        str(repository),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        env={**os.environ, **(extra_env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     address = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -107,7 +118,7 @@ def eager_invert(G, E, C, target: torch.Tensor, *, steps: int, lr: float, weight
     """The reference scripts' way: one image, encoder start, `steps` Adam steps, no early stop.
     ``weights`` (pixel, feature, domain): the gateway's in-domain defaults unless given."""
     if weights is None:
-        from service.inversion import DEFAULTS
+        from stylegate.service.inversion import DEFAULTS
 
         weights = DEFAULTS["in_domain"].weights.array()[0].tolist()
     with torch.no_grad():
@@ -117,9 +128,11 @@ def eager_invert(G, E, C, target: torch.Tensor, *, steps: int, lr: float, weight
     opt = torch.optim.Adam([w], lr=lr)
     for _ in range(steps):
         rec = G.synthesis(w, "const")
-        loss = (weights[0] * (rec - target).square().mean()
-                + weights[1] * (C.features(rec) - ft).square().mean()
-                + weights[2] * (w - E(rec)).square().mean())
+        loss = (
+            weights[0] * (rec - target).square().mean()
+            + weights[1] * (C.features(rec) - ft).square().mean()
+            + weights[2] * (w - E(rec)).square().mean()
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -164,7 +177,9 @@ def bench_eager(images: np.ndarray, *, steps: int, lr: float) -> dict:
     C = ckpt.load_classifier(ROOT / "checkpoints" / "classifier.pt")
     x = torch.from_numpy(data.to_tensor_range(images))
     t0 = time.perf_counter()
-    recs = [to_uint8(eager_invert(G, E, C, x[i : i + 1], steps=steps, lr=lr)) for i in range(len(x))]
+    recs = [
+        to_uint8(eager_invert(G, E, C, x[i : i + 1], steps=steps, lr=lr)) for i in range(len(x))
+    ]
     wall = time.perf_counter() - t0
     return {
         "inversions": len(images),
@@ -179,12 +194,23 @@ def bench_eager(images: np.ndarray, *, steps: int, lr: float) -> dict:
 def bench_quality(address: str, images: np.ndarray) -> dict:
     out = {}
     with StylegateClient(address, timeout=600) as c:
-        for label, opts in [("encoder", dict(method="encoder")),
-                            ("in_domain_100_steps", dict(method="in_domain", steps=100, early_stop_tol=0.0))]:
+        for label, opts in [
+            ("encoder", {"method": "encoder"}),
+            ("in_domain_100_steps", {"method": "in_domain", "steps": 100, "early_stop_tol": 0.0}),
+        ]:
             with cf.ThreadPoolExecutor(8) as pool:
-                res = list(pool.map(lambda im: c.invert(png(im), progress_every=1000, **opts), images))
+                res = list(
+                    pool.map(lambda im: c.invert(png(im), progress_every=1000, **opts), images)
+                )
             out[label] = {
-                "psnr_db": round(float(np.mean([psnr(image_array(r.reconstruction), im) for r, im in zip(res, images)])), 2),
+                "psnr_db": round(
+                    float(
+                        np.mean(
+                            [psnr(image_array(r.reconstruction), im) for r, im in zip(res, images)]
+                        )
+                    ),
+                    2,
+                ),
                 "ssim": round(float(np.mean([r.quality.ssim for r in res])), 4),
             }
     return out
@@ -216,14 +242,24 @@ def bench_edits(address: str, images: np.ndarray, *, strength: float = 3.0) -> d
             for variant, condition in (("plain", []), ("conditional", others)):
                 edited = []
                 for w, b in zip(ws, before):
-                    op = pb.EditOp(name=d.name, strength=(-1.0 if b[k] else 1.0) * strength, condition_on=condition)
+                    op = pb.EditOp(
+                        name=d.name,
+                        strength=(-1.0 if b[k] else 1.0) * strength,
+                        condition_on=condition,
+                    )
                     edited.append(image_array(c.edit(w, [op]).image))
                 after = classify(edited)
                 flipped = float((after[:, k] != before[:, k]).mean())
-                moved = {data.ATTRIBUTES[i]: round(float((after[:, i] != before[:, i]).mean()), 3)
-                         for i in range(nb) if i != k}
-                out[f"{d.name}/{variant}"] = {"flip_rate": round(flipped, 3), "max_other_moved": max(moved.values()),
-                                              "others_moved": moved}
+                moved = {
+                    data.ATTRIBUTES[i]: round(float((after[:, i] != before[:, i]).mean()), 3)
+                    for i in range(nb)
+                    if i != k
+                }
+                out[f"{d.name}/{variant}"] = {
+                    "flip_rate": round(flipped, 3),
+                    "max_other_moved": max(moved.values()),
+                    "others_moved": moved,
+                }
     return out
 
 
@@ -231,8 +267,12 @@ def bench_generation(address: str, repository: Path, *, batch: int = 32, repeats
     meta = json.loads((repository / "stylegate.json").read_text())
     g = meta["generators"][meta["default_generator"]]
     opts = ort.SessionOptions()
-    mapping = ort.InferenceSession(str(repository / g["models"]["mapping"] / "1" / "model.onnx"), opts)
-    synthesis = ort.InferenceSession(str(repository / g["models"]["synthesis"] / "1" / "model.onnx"), opts)
+    mapping = ort.InferenceSession(
+        str(repository / g["models"]["mapping"] / "1" / "model.onnx"), opts
+    )
+    synthesis = ort.InferenceSession(
+        str(repository / g["models"]["synthesis"] / "1" / "model.onnx"), opts
+    )
     seeds = list(range(batch))
     z = np.stack([z_from_seed(s, g["z_dim"]) for s in seeds])
 
@@ -265,11 +305,17 @@ def bench_generation(address: str, repository: Path, *, batch: int = 32, repeats
 @click.command()
 @click.option("--images", "n", type=int, default=32, show_default=True, help="held-out faces")
 @click.option("--steps", type=int, default=100, show_default=True, help="eager baseline steps")
-@click.option("--baseline-lr", type=float, default=0.01, show_default=True, help="IDInvert's Adam lr")
-@click.option("--repository", type=click.Path(path_type=Path, exists=True), default=ROOT / "model_repository")
+@click.option(
+    "--baseline-lr", type=float, default=0.01, show_default=True, help="IDInvert's Adam lr"
+)
+@click.option(
+    "--repository", type=click.Path(path_type=Path, exists=True), default=ROOT / "model_repository"
+)
 @click.option("--sections", default="inversion,quality,edits,generation", show_default=True)
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None)
-def main(n: int, steps: int, baseline_lr: float, repository: Path, sections: str, json_out: Path | None) -> None:
+def main(
+    n: int, steps: int, baseline_lr: float, repository: Path, sections: str, json_out: Path | None
+) -> None:
     """Measure the product targets side by side on held-out rendered faces."""
     torch.set_num_threads(2)
     wanted = set(sections.split(","))
@@ -277,7 +323,9 @@ def main(n: int, steps: int, baseline_lr: float, repository: Path, sections: str
     report: dict = {"images": n, "cpu_count": os.cpu_count()}
     with gateway(repository) as (address, pid):
         if "inversion" in wanted:
-            report["gateway_inversion"] = bench_inversion(address, images, steps=steps, concurrency=n)
+            report["gateway_inversion"] = bench_inversion(
+                address, images, steps=steps, concurrency=n
+            )
             report["gateway_peak_rss_mb"] = round(peak_rss_mb(pid), 1)
             click.echo(json.dumps(report["gateway_inversion"]))
         if "quality" in wanted:

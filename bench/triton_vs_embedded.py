@@ -22,11 +22,10 @@ from pathlib import Path
 
 import click
 import numpy as np
-
-from service.backends.base import Priority
-from service.backends.embedded import EmbeddedBackend
-from service.backends.triton import TritonBackend, expected_models
-from service.metadata import RepositoryInfo, load_repository
+from stylegate.service.backends.base import Priority
+from stylegate.service.backends.embedded import EmbeddedBackend
+from stylegate.service.backends.triton import TritonBackend, expected_models
+from stylegate.service.metadata import RepositoryInfo, load_repository
 
 
 def step_inputs(repository: RepositoryInfo, model: str, seed: int) -> dict[str, np.ndarray]:
@@ -90,7 +89,7 @@ async def bench_embedded(repository, threads, callers, seconds) -> dict:
     backend = EmbeddedBackend(repository, intra_op_threads=threads)
     await backend.load()
     try:
-        from service import metrics
+        from stylegate.service import metrics
 
         model = repository.generator().models["inversion_step"]
         histogram = metrics.BACKEND_BATCH_SIZE.labels(model)
@@ -133,25 +132,43 @@ def report(rows: list[dict]) -> None:
 
 
 @click.command()
-@click.option("--repository", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=Path("model_repository"), show_default=True)
-@click.option("--concurrency", default="1,32", show_default=True, help="Comma-separated caller counts.")
+@click.option(
+    "--repository",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=Path("model_repository"),
+    show_default=True,
+)
+@click.option(
+    "--concurrency", default="1,32", show_default=True, help="Comma-separated caller counts."
+)
 @click.option("--seconds", type=float, default=10.0, show_default=True, help="Per measurement.")
-@click.option("--threads", type=int, default=2, show_default=True,
-              help="onnxruntime intra-op threads, the same for both backends.")
+@click.option(
+    "--threads",
+    type=int,
+    default=2,
+    show_default=True,
+    help="onnxruntime intra-op threads, the same for both backends.",
+)
 @click.option("--triton-url", default=None, help="Use this Triton instead of starting one.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
-def main(repository: Path, concurrency: str, seconds: float, threads: int,
-         triton_url: str | None, json_path: Path | None) -> None:
+def main(
+    repository: Path,
+    concurrency: str,
+    seconds: float,
+    threads: int,
+    triton_url: str | None,
+    json_path: Path | None,
+) -> None:
     repo = load_repository(repository)
     counts = [int(c) for c in concurrency.split(",")]
     rows = []
     server = None
     if triton_url is None:
-        from export.triton_local import TritonServer
+        from stylegate.ops.triton_local import TritonServer
 
-        server = TritonServer(repository, grpc_port=0, http_port=0, metrics_port=0,
-                              intra_op_threads=threads).start(timeout=600)
+        server = TritonServer(
+            repository, grpc_port=0, http_port=0, metrics_port=0, intra_op_threads=threads
+        ).start(timeout=600)
         triton_url = server.grpc_url
     try:
         for callers in counts:
@@ -164,8 +181,10 @@ def main(repository: Path, concurrency: str, seconds: float, threads: int,
     finally:
         if server is not None:
             server.cleanup()
-    click.echo(f"inversion_step of {repository} (generator {repo.default_generator}), "
-               f"{seconds:.0f} s per row, {threads} onnxruntime threads\n")
+    click.echo(
+        f"inversion_step of {repository} (generator {repo.default_generator}), "
+        f"{seconds:.0f} s per row, {threads} onnxruntime threads\n"
+    )
     report(rows)
     if json_path is not None:
         json_path.write_text(json.dumps(rows, indent=1))

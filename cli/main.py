@@ -9,16 +9,16 @@ import click
 
 # subcommand -> "module:attribute" of a click command
 COMMANDS: dict[str, str] = {
-    "serve": "service.cli:serve",
-    "generate": "service.cli:generate",
-    "invert": "service.cli:invert",
-    "edit": "service.cli:edit",
-    "mix": "service.cli:mix",
-    "interpolate": "service.cli:interpolate",
-    "batch": "service.cli:batch",
-    "directions": "service.cli:directions",
-    "export": "export.cli:export",
-    "triton": "export.triton_local:triton",
+    "serve": "stylegate.service.cli:serve",
+    "generate": "stylegate.service.cli:generate",
+    "invert": "stylegate.service.cli:invert",
+    "edit": "stylegate.service.cli:edit",
+    "mix": "stylegate.service.cli:mix",
+    "interpolate": "stylegate.service.cli:interpolate",
+    "batch": "stylegate.service.cli:batch",
+    "directions": "stylegate.service.cli:directions",
+    "export": "stylegate.export.cli:export",
+    "triton": "stylegate.ops.triton_local:triton",
 }
 
 
@@ -40,7 +40,8 @@ class LazyGroup(click.Group):
             def unavailable() -> None:
                 raise click.ClickException(
                     f"'stylegate {name}' needs {missing}, which is not installed here "
-                    "(the training/export extra: pip install 'stylegate[train]')")
+                    "(the training/export extra: pip install 'stylegate[train]')"
+                )
 
             return unavailable
 

@@ -13,19 +13,24 @@ import os
 from pathlib import Path
 
 import torch
-
-from export import blend as B
-from export import directions as D
-from export.repository import GeneratorSpec, write_repository
-from gan import checkpoint as ckpt
-from gan import data
-from gan import networks as N
+from stylegate.export import blend as B
+from stylegate.export import directions as D
+from stylegate.export.repository import GeneratorSpec, write_repository
+from stylegate.gan import checkpoint as ckpt
+from stylegate.gan import data
+from stylegate.gan import networks as N
 
 SHIPPED = Path("checkpoints")
 
 # Small directions budget for test repositories.
-TINY_DIRECTIONS = D.DirectionOptions(num_w_samples=2000, num_image_samples=400, sefa_components=3,
-                                     sefa_group_components=2, ganspace_components=3, batch=200)
+TINY_DIRECTIONS = D.DirectionOptions(
+    num_w_samples=2000,
+    num_image_samples=400,
+    sefa_components=3,
+    sefa_group_components=2,
+    ganspace_components=3,
+    batch=200,
+)
 
 
 def export_checkpoints(
@@ -54,23 +59,50 @@ def export_checkpoints(
     G = ckpt.generator_from(src["G_ema"])
     E = ckpt.encoder_from(src["encoder"]) if "encoder" in src else None
     C = ckpt.load_classifier(classifier) if classifier is not None else None
-    labels = {"classifier": C, "attributes": data.ATTRIBUTES, "regressions": data.REGRESSIONS} if C is not None else {}
-    specs = [GeneratorSpec("base", G, description=f"{G.resolution}px cartoon faces ({src.get('style', 'photo')} style)",
-                           encoder=E, feature_net=C, extra={"style": src.get("style", "photo")}, **labels)]
+    labels = (
+        {"classifier": C, "attributes": data.ATTRIBUTES, "regressions": data.REGRESSIONS}
+        if C is not None
+        else {}
+    )
+    specs = [
+        GeneratorSpec(
+            "base",
+            G,
+            description=f"{G.resolution}px cartoon faces ({src.get('style', 'photo')} style)",
+            encoder=E,
+            feature_net=C,
+            extra={"style": src.get("style", "photo")},
+            **labels,
+        )
+    ]
     if transfer is not None:
         tsrc = ckpt.load(transfer)
         T = ckpt.generator_from(tsrc["G_ema"])
         style = tsrc.get("style", "transfer")
-        specs.append(GeneratorSpec("transfer", T, description=f"{T.resolution}px cartoon faces ({style} style)",
-                                   extra={"style": style}, **labels))
+        specs.append(
+            GeneratorSpec(
+                "transfer",
+                T,
+                description=f"{T.resolution}px cartoon faces ({style} style)",
+                extra={"style": style},
+                **labels,
+            )
+        )
         if blend:
             BG = B.blend_generators(G, T, swap_resolution=swap_resolution, blend_width=blend_width)
-            specs.append(GeneratorSpec(
-                "blend", BG, mapping_from="base",
-                description=f"layer swap: {style} up to {swap_resolution}px, {src.get('style', 'photo')} above",
-                extra={"style": "blend",
-                       "blend": {"swap_resolution": swap_resolution, "blend_width": blend_width}},
-                **labels))
+            specs.append(
+                GeneratorSpec(
+                    "blend",
+                    BG,
+                    mapping_from="base",
+                    description=f"layer swap: {style} up to {swap_resolution}px, {src.get('style', 'photo')} above",
+                    extra={
+                        "style": "blend",
+                        "blend": {"swap_resolution": swap_resolution, "blend_width": blend_width},
+                    },
+                    **labels,
+                )
+            )
     return write_repository(out, specs, directions=directions)
 
 
@@ -82,7 +114,9 @@ def export_generator(
     directions: D.DirectionOptions | None = D.DEFAULT_OPTIONS,
 ) -> dict:
     """Export one generator (mapping and synthesis) as the repository's base generator."""
-    return write_repository(out, [GeneratorSpec("base", generator, description=description)], directions=directions)
+    return write_repository(
+        out, [GeneratorSpec("base", generator, description=description)], directions=directions
+    )
 
 
 def random_models(*, resolution: int = 16, seed: int = 0) -> dict[str, torch.nn.Module]:
@@ -104,21 +138,39 @@ def random_models(*, resolution: int = 16, seed: int = 0) -> dict[str, torch.nn.
     G, T = generator(), generator()
     E = N.Encoder(num_ws=G.num_ws, w_dim=G.w_dim, resolution=resolution, channels=enc_ch)
     E.w_avg.copy_(G.mapping.w_avg)
-    C = N.AttributeClassifier(resolution=resolution, num_binary=len(data.ATTRIBUTES),
-                              num_regression=len(data.REGRESSIONS), width=4)
-    return {"base": G, "transfer": T, "encoder": E.eval().requires_grad_(False),
-            "classifier": C.eval().requires_grad_(False)}
+    C = N.AttributeClassifier(
+        resolution=resolution,
+        num_binary=len(data.ATTRIBUTES),
+        num_regression=len(data.REGRESSIONS),
+        width=4,
+    )
+    return {
+        "base": G,
+        "transfer": T,
+        "encoder": E.eval().requires_grad_(False),
+        "classifier": C.eval().requires_grad_(False),
+    }
 
 
-def random_checkpoints(directory: str | os.PathLike, *, resolution: int = 16, seed: int = 0) -> dict[str, Path]:
+def random_checkpoints(
+    directory: str | os.PathLike, *, resolution: int = 16, seed: int = 0
+) -> dict[str, Path]:
     """Write random-weight ``base.pt``, ``transfer.pt`` and ``classifier.pt`` in the shipped
     format into ``directory`` (test stand-ins; never into checkpoints/)."""
     directory = Path(directory)
     m = random_models(resolution=resolution, seed=seed)
     paths = {k: directory / f"{k}.pt" for k in ("base", "transfer", "classifier")}
-    ckpt.atomic_save({"G_ema": ckpt.pack_module(m["base"]), "encoder": ckpt.pack_module(m["encoder"]),
-                      "style": "photo"}, paths["base"])
-    ckpt.atomic_save({"G_ema": ckpt.pack_module(m["transfer"]), "style": "woodblock"}, paths["transfer"])
+    ckpt.atomic_save(
+        {
+            "G_ema": ckpt.pack_module(m["base"]),
+            "encoder": ckpt.pack_module(m["encoder"]),
+            "style": "photo",
+        },
+        paths["base"],
+    )
+    ckpt.atomic_save(
+        {"G_ema": ckpt.pack_module(m["transfer"]), "style": "woodblock"}, paths["transfer"]
+    )
     ckpt.atomic_save({"classifier": ckpt.pack_module(m["classifier"])}, paths["classifier"])
     return paths
 
@@ -133,15 +185,36 @@ def export_random(
     """A complete test repository from random-weight networks: base (all five models),
     transfer, and a blend swapped at half the resolution; directions on a small budget."""
     m = random_models(resolution=resolution, seed=seed)
-    labels = {"classifier": m["classifier"], "attributes": data.ATTRIBUTES, "regressions": data.REGRESSIONS}
+    labels = {
+        "classifier": m["classifier"],
+        "attributes": data.ATTRIBUTES,
+        "regressions": data.REGRESSIONS,
+    }
     swap = resolution // 2
     specs = [
-        GeneratorSpec("base", m["base"], description=f"random {resolution}px (test)", encoder=m["encoder"],
-                      feature_net=m["classifier"], extra={"style": "photo"}, **labels),
-        GeneratorSpec("transfer", m["transfer"], description=f"random {resolution}px transfer (test)",
-                      extra={"style": "woodblock"}, **labels),
-        GeneratorSpec("blend", B.blend_generators(m["base"], m["transfer"], swap_resolution=swap),
-                      description="random blend (test)", mapping_from="base",
-                      extra={"style": "blend", "blend": {"swap_resolution": swap, "blend_width": None}}, **labels),
+        GeneratorSpec(
+            "base",
+            m["base"],
+            description=f"random {resolution}px (test)",
+            encoder=m["encoder"],
+            feature_net=m["classifier"],
+            extra={"style": "photo"},
+            **labels,
+        ),
+        GeneratorSpec(
+            "transfer",
+            m["transfer"],
+            description=f"random {resolution}px transfer (test)",
+            extra={"style": "woodblock"},
+            **labels,
+        ),
+        GeneratorSpec(
+            "blend",
+            B.blend_generators(m["base"], m["transfer"], swap_resolution=swap),
+            description="random blend (test)",
+            mapping_from="base",
+            extra={"style": "blend", "blend": {"swap_resolution": swap, "blend_width": None}},
+            **labels,
+        ),
     ]
     return write_repository(out, specs, directions=directions)

@@ -9,9 +9,8 @@ import math
 import os
 
 import torch
-
-from gan import checkpoint as ckpt
-from gan import networks as N
+from stylegate.gan import checkpoint as ckpt
+from stylegate.gan import networks as N
 
 # The served blend: transfer (style) up to 16x16, base (detail) above.
 DEFAULT_SWAP_RESOLUTION = 16
@@ -34,7 +33,11 @@ def transfer_fraction(resolution: int, swap_resolution: int, blend_width: float 
 
 
 def blend_generators(
-    base: N.Generator, transfer: N.Generator, *, swap_resolution: int, blend_width: float | None = None
+    base: N.Generator,
+    transfer: N.Generator,
+    *,
+    swap_resolution: int,
+    blend_width: float | None = None,
 ) -> N.Generator:
     """A new generator: per synthesis block, lerp(base, transfer, transfer_fraction(block
     resolution)) of every parameter and buffer (constant noise included); mapping and
@@ -42,7 +45,9 @@ def blend_generators(
     if base.config != transfer.config:
         raise ValueError("base and transfer generators have different architectures")
     if swap_resolution not in base.synthesis.block_resolutions:
-        raise ValueError(f"swap resolution {swap_resolution} is not one of {base.synthesis.block_resolutions}")
+        raise ValueError(
+            f"swap resolution {swap_resolution} is not one of {base.synthesis.block_resolutions}"
+        )
     out = copy.deepcopy(base)
     tsd = transfer.synthesis.state_dict()
     with torch.no_grad():
@@ -63,12 +68,23 @@ def blend_checkpoints(
 ) -> N.Generator:
     """Blend two checkpoints' ``G_ema`` and write ``{"G_ema", "style": "blend", "blend"}``
     (fp32) to ``out``. Returns the blended generator."""
-    g = blend_generators(ckpt.load_generator(base), ckpt.load_generator(transfer),
-                         swap_resolution=swap_resolution, blend_width=blend_width)
-    ckpt.atomic_save({
-        "G_ema": ckpt.pack_module(g, fp16=False),
-        "style": "blend",
-        "blend": {"base": str(base), "transfer": str(transfer), "swap_resolution": swap_resolution,
-                  "blend_width": blend_width},
-    }, out)
+    g = blend_generators(
+        ckpt.load_generator(base),
+        ckpt.load_generator(transfer),
+        swap_resolution=swap_resolution,
+        blend_width=blend_width,
+    )
+    ckpt.atomic_save(
+        {
+            "G_ema": ckpt.pack_module(g, fp16=False),
+            "style": "blend",
+            "blend": {
+                "base": str(base),
+                "transfer": str(transfer),
+                "swap_resolution": swap_resolution,
+                "blend_width": blend_width,
+            },
+        },
+        out,
+    )
     return g

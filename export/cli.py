@@ -1,4 +1,4 @@
-"""``stylegate export``: a thin click wrapper over export.api, export.blend, export.convert
+"""``stylegate export``: a thin click wrapper over export.api, export.blend, export.importers
 and export.tensorrt."""
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ import time
 from pathlib import Path
 
 import click
-
-from export.blend import DEFAULT_SWAP_RESOLUTION
+from stylegate.export.blend import DEFAULT_SWAP_RESOLUTION
 
 CHECKPOINTS = Path("checkpoints")
 
 
 def _directions(samples: int | None, image_samples: int | None, skip: bool):
-    from export.directions import DirectionOptions
+    from stylegate.export.directions import DirectionOptions
 
     if skip:
         return None
@@ -39,29 +38,85 @@ def _summary(meta: dict, seconds: float) -> None:
 
 
 @click.group(invoke_without_command=True)
-@click.option("--out", type=click.Path(path_type=Path), default=Path("model_repository"), show_default=True,
-              help="model repository to write")
-@click.option("--base", type=click.Path(path_type=Path), default=CHECKPOINTS / "base.pt", show_default=True)
-@click.option("--transfer", type=click.Path(path_type=Path), default=CHECKPOINTS / "transfer.pt", show_default=True)
-@click.option("--classifier", type=click.Path(path_type=Path), default=CHECKPOINTS / "classifier.pt",
-              show_default=True, help="feature network and attribute labels")
-@click.option("--swap-resolution", type=int, default=DEFAULT_SWAP_RESOLUTION, show_default=True,
-              help="served blend: transfer weights up to this resolution")
-@click.option("--blend-width", type=float, default=None, help="served blend: logistic width in octaves (default: hard swap)")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("model_repository"),
+    show_default=True,
+    help="model repository to write",
+)
+@click.option(
+    "--base", type=click.Path(path_type=Path), default=CHECKPOINTS / "base.pt", show_default=True
+)
+@click.option(
+    "--transfer",
+    type=click.Path(path_type=Path),
+    default=CHECKPOINTS / "transfer.pt",
+    show_default=True,
+)
+@click.option(
+    "--classifier",
+    type=click.Path(path_type=Path),
+    default=CHECKPOINTS / "classifier.pt",
+    show_default=True,
+    help="feature network and attribute labels",
+)
+@click.option(
+    "--swap-resolution",
+    type=int,
+    default=DEFAULT_SWAP_RESOLUTION,
+    show_default=True,
+    help="served blend: transfer weights up to this resolution",
+)
+@click.option(
+    "--blend-width",
+    type=float,
+    default=None,
+    help="served blend: logistic width in octaves (default: hard swap)",
+)
 @click.option("--no-blend", is_flag=True, help="do not serve a blend of base and transfer")
-@click.option("--from", "source", type=(click.Choice(["rosinality", "nvlabs"]), click.Path(exists=True, path_type=Path)),
-              default=None, metavar="FORMAT PATH",
-              help="convert and export a user's checkpoint: rosinality CKPT.pt | nvlabs NETWORK.pkl")
+@click.option(
+    "--from",
+    "source",
+    type=(click.Choice(["rosinality", "nvlabs"]), click.Path(exists=True, path_type=Path)),
+    default=None,
+    metavar="FORMAT PATH",
+    help="convert and export a user's checkpoint: rosinality CKPT.pt | nvlabs NETWORK.pkl",
+)
 @click.option("--samples", type=int, default=None, help="sampled W for GANSpace and direction stds")
-@click.option("--image-samples", type=int, default=None, help="generated images labelled for InterFaceGAN")
+@click.option(
+    "--image-samples", type=int, default=None, help="generated images labelled for InterFaceGAN"
+)
 @click.option("--no-directions", is_flag=True, help="skip the latent directions")
-@click.option("--tensorrt", is_flag=True, help="build TensorRT model.plan files for the repository (GPU only)")
-@click.option("--precision", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True,
-              help="TensorRT precision")
+@click.option(
+    "--tensorrt", is_flag=True, help="build TensorRT model.plan files for the repository (GPU only)"
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp16", "fp32"]),
+    default="fp16",
+    show_default=True,
+    help="TensorRT precision",
+)
 @click.option("-v", "--verbose", is_flag=True)
 @click.pass_context
-def export(ctx, out, base, transfer, classifier, swap_resolution, blend_width, no_blend, source, samples,
-           image_samples, no_directions, tensorrt, precision, verbose):
+def export(
+    ctx,
+    out,
+    base,
+    transfer,
+    classifier,
+    swap_resolution,
+    blend_width,
+    no_blend,
+    source,
+    samples,
+    image_samples,
+    no_directions,
+    tensorrt,
+    precision,
+    verbose,
+):
     """Export PyTorch checkpoints into a Triton model repository (ONNX + configs + stylegate.json).
 
     With no arguments: the shipped base, transfer and classifier checkpoints, and their
@@ -71,7 +126,7 @@ def export(ctx, out, base, transfer, classifier, swap_resolution, blend_width, n
     if ctx.invoked_subcommand is not None:
         return
     if tensorrt:
-        from export import tensorrt as trt
+        from stylegate.export import tensorrt as trt
 
         try:
             built = trt.build_repository(out, precision=precision)
@@ -84,40 +139,72 @@ def export(ctx, out, base, transfer, classifier, swap_resolution, blend_width, n
     options = _directions(samples, image_samples, no_directions)
     t0 = time.monotonic()
     if source is not None:
-        from export import api, convert
+        from stylegate.export import api, convert
 
         fmt, path = source
         G = convert.load_generator(fmt, path)
-        meta = api.export_generator(out, G, description=f"converted from {fmt} {path.name}", directions=options)
+        meta = api.export_generator(
+            out, G, description=f"converted from {fmt} {path.name}", directions=options
+        )
     else:
         missing = [str(p) for p in (base, transfer, classifier) if not p.exists()]
         if not base.exists():
             raise click.UsageError(f"checkpoint not found: {base}")
-        from export import api
+        from stylegate.export import api
 
         meta = api.export_checkpoints(
-            out, base=base,
+            out,
+            base=base,
             transfer=transfer if transfer.exists() else None,
             classifier=classifier if classifier.exists() else None,
-            blend=not no_blend, swap_resolution=swap_resolution, blend_width=blend_width, directions=options)
+            blend=not no_blend,
+            swap_resolution=swap_resolution,
+            blend_width=blend_width,
+            directions=options,
+        )
         if missing:
             click.echo(f"warning: skipped missing {', '.join(missing)}", err=True)
     _summary(meta, time.monotonic() - t0)
 
 
 @export.command()
-@click.option("--base", type=click.Path(exists=True, path_type=Path), required=True, help="base checkpoint (G_ema)")
-@click.option("--transfer", type=click.Path(exists=True, path_type=Path), required=True, help="transfer checkpoint")
-@click.option("--swap-resolution", type=int, required=True, help="transfer weights at resolutions <= this")
-@click.option("--blend-width", type=float, default=None, help="logistic blend width in octaves (default: hard swap)")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="blended checkpoint to write")
+@click.option(
+    "--base",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="base checkpoint (G_ema)",
+)
+@click.option(
+    "--transfer",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="transfer checkpoint",
+)
+@click.option(
+    "--swap-resolution", type=int, required=True, help="transfer weights at resolutions <= this"
+)
+@click.option(
+    "--blend-width",
+    type=float,
+    default=None,
+    help="logistic blend width in octaves (default: hard swap)",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="blended checkpoint to write"
+)
 def blend(base, transfer, swap_resolution, blend_width, out):
     """Layer swapping: write a checkpoint with the transfer model's synthesis weights at low
     resolutions and the base model's above (mapping from the base)."""
-    from export.blend import blend_checkpoints
+    from stylegate.export.blend import blend_checkpoints
 
     try:
-        blend_checkpoints(base, transfer, out, swap_resolution=swap_resolution, blend_width=blend_width)
+        blend_checkpoints(
+            base, transfer, out, swap_resolution=swap_resolution, blend_width=blend_width
+        )
     except ValueError as e:
         raise click.UsageError(str(e)) from e
-    click.echo(json.dumps({"wrote": str(out), "swap_resolution": swap_resolution, "blend_width": blend_width}))
+    click.echo(
+        json.dumps(
+            {"wrote": str(out), "swap_resolution": swap_resolution, "blend_width": blend_width}
+        )
+    )

@@ -10,22 +10,25 @@ import dataclasses
 
 import numpy as np
 import torch
-
-from gan import networks as N
+from stylegate.gan import networks as N
 
 # StyleGAN's coarse / middle / fine split by layer resolution.
-LAYER_GROUPS: dict[str, tuple[int, int]] = {"coarse": (4, 8), "middle": (16, 32), "fine": (64, 1 << 30)}
+LAYER_GROUPS: dict[str, tuple[int, int]] = {
+    "coarse": (4, 8),
+    "middle": (16, 32),
+    "fine": (64, 1 << 30),
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class DirectionOptions:
     """How many samples and directions to compute (defaults keep the shipped export short)."""
 
-    num_w_samples: int = 10_000       # sampled W for GANSpace and every direction's std
-    num_image_samples: int = 2_000    # generated images labelled by the classifier (InterFaceGAN)
-    label_fraction: float = 0.15      # top / bottom fraction of scores taken as positives / negatives
-    sefa_components: int = 5          # SeFa directions over all layers
-    sefa_group_components: int = 3    # SeFa directions per coarse/middle/fine group
+    num_w_samples: int = 10_000  # sampled W for GANSpace and every direction's std
+    num_image_samples: int = 2_000  # generated images labelled by the classifier (InterFaceGAN)
+    label_fraction: float = 0.15  # top / bottom fraction of scores taken as positives / negatives
+    sefa_components: int = 5  # SeFa directions over all layers
+    sefa_group_components: int = 3  # SeFa directions per coarse/middle/fine group
     ganspace_components: int = 10
     seed: int = 0
     batch: int = 250
@@ -41,7 +44,10 @@ DEFAULT_OPTIONS = DirectionOptions()
 def sample_w(G: N.Generator, n: int, *, seed: int = 0, batch: int = 1000) -> np.ndarray:
     """n samples of W = mapping(z), z ~ N(0, I). [n, w_dim] float64."""
     gen = torch.Generator().manual_seed(seed)
-    out = [G.mapping(torch.randn(min(batch, n - i), G.z_dim, generator=gen)) for i in range(0, n, batch)]
+    out = [
+        G.mapping(torch.randn(min(batch, n - i), G.z_dim, generator=gen))
+        for i in range(0, n, batch)
+    ]
     return torch.cat(out).double().numpy()
 
 
@@ -77,14 +83,18 @@ def style_affines(synthesis: N.SynthesisNetwork) -> list[list[N.FullyConnected]]
     return per_ws
 
 
-def sefa(synthesis: N.SynthesisNetwork, layers: tuple[int, int], k: int) -> tuple[np.ndarray, np.ndarray]:
+def sefa(
+    synthesis: N.SynthesisNetwork, layers: tuple[int, int], k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Closed-form factorization (Shen & Zhou): top-k eigenvectors of A^T A, A the stacked
     style-affine weights of the layers in ``[start, stop)``, each style's row normalized.
     Returns (vectors [k, w_dim], eigenvalues [k])."""
     rows = []
-    for affines in style_affines(synthesis)[layers[0]:layers[1]]:
+    for affines in style_affines(synthesis)[layers[0] : layers[1]]:
         for fc in affines:
-            a = fc.weight.detach().double().numpy()  # [styles, w_dim]; the gain scales all rows alike
+            a = (
+                fc.weight.detach().double().numpy()
+            )  # [styles, w_dim]; the gain scales all rows alike
             rows.append(a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-12))
     a = np.concatenate(rows)
     evals, evecs = np.linalg.eigh(a.T @ a)
@@ -131,7 +141,9 @@ def attribute_scores(
     return torch.cat(ws).double().numpy(), torch.cat(scores).double().numpy()
 
 
-def interfacegan(w: np.ndarray, score: np.ndarray, *, fraction: float, seed: int = 0) -> tuple[np.ndarray, float]:
+def interfacegan(
+    w: np.ndarray, score: np.ndarray, *, fraction: float, seed: int = 0
+) -> tuple[np.ndarray, float]:
     """Linear SVM boundary (Shen et al.) between the samples scoring in the top and the
     bottom ``fraction``. Returns (unit normal pointing to higher scores, held-out accuracy)."""
     from sklearn.svm import LinearSVC
@@ -172,10 +184,17 @@ def condition(direction: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
 # --------------------------------------------------------------------------- all of them
 
 
-def _entry(method: str, vector: np.ndarray, w: np.ndarray, layers: tuple[int, int], **extra) -> dict:
+def _entry(
+    method: str, vector: np.ndarray, w: np.ndarray, layers: tuple[int, int], **extra
+) -> dict:
     vector = vector / np.linalg.norm(vector)
-    return {"method": method, "vector": [float(v) for v in vector.astype(np.float32)],
-            "std": projected_std(w, vector), "layers": [int(layers[0]), int(layers[1])], **extra}
+    return {
+        "method": method,
+        "vector": [float(v) for v in vector.astype(np.float32)],
+        "std": projected_std(w, vector),
+        "layers": [int(layers[0]), int(layers[1])],
+        **extra,
+    }
 
 
 def compute_directions(
@@ -197,11 +216,14 @@ def compute_directions(
     out: dict[str, dict] = {}
 
     if classifier is not None:
-        w_img, scores = attribute_scores(G, classifier, options.num_image_samples,
-                                         seed=options.seed + 1, batch=options.batch)
+        w_img, scores = attribute_scores(
+            G, classifier, options.num_image_samples, seed=options.seed + 1, batch=options.batch
+        )
         names = list(attributes) + ["pose" if r == "yaw" else r for r in regressions]
         for j, name in enumerate(names):
-            normal, acc = interfacegan(w_img, scores[:, j], fraction=options.label_fraction, seed=options.seed)
+            normal, acc = interfacegan(
+                w_img, scores[:, j], fraction=options.label_fraction, seed=options.seed
+            )
             attr = attributes[j] if j < len(attributes) else regressions[j - len(attributes)]
             out[name] = _entry("interfacegan", normal, w, all_layers, attribute=attr, accuracy=acc)
 

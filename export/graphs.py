@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from stylegate.gan import networks as N
 from torch import nn
 from torch.fx.experimental.proxy_tensor import make_fx
-
-from gan import networks as N
 
 aten = torch.ops.aten
 
@@ -32,7 +31,9 @@ class MappingModel(nn.Module):
         return self.mapping(z)
 
 
-def synthesize(synthesis: N.SynthesisNetwork, ws: torch.Tensor, noise_gain: torch.Tensor) -> torch.Tensor:
+def synthesize(
+    synthesis: N.SynthesisNetwork, ws: torch.Tensor, noise_gain: torch.Tensor
+) -> torch.Tensor:
     """``synthesis(ws, noise_mode="const")`` with each layer's constant noise scaled by a
     per-sample gain [B, 1] (1 = the model's constant noise, 0 = none).
 
@@ -119,17 +120,19 @@ def inversion_objective(
     synthesis: N.SynthesisNetwork,
     encoder: nn.Module,
     feature_net: nn.Module,
-    ws: torch.Tensor,               # [B, num_ws, w_dim]
-    target: torch.Tensor,           # [B, 3, R, R]
+    ws: torch.Tensor,  # [B, num_ws, w_dim]
+    target: torch.Tensor,  # [B, 3, R, R]
     target_features: torch.Tensor,  # [B, C, R/4, R/4]
-    loss_weights: torch.Tensor,     # [B, 3]: pixel, feature, domain
-    mask: torch.Tensor,             # [B, 1, R, R]
+    loss_weights: torch.Tensor,  # [B, 3]: pixel, feature, domain
+    mask: torch.Tensor,  # [B, 1, R, R]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-sample loss [B], unweighted terms [B, 3] and the reconstruction G(ws)."""
     image = synthesize(synthesis, ws, torch.ones_like(ws[:, :1, 0]))
     pixel = masked_mean((image - target).square(), mask)
     feats = feature_net.features(image)
-    feature = masked_mean((feats - target_features).square(), downsample_mask(mask, feats.shape[-1]))
+    feature = masked_mean(
+        (feats - target_features).square(), downsample_mask(mask, feats.shape[-1])
+    )
     domain = (ws - encoder(image)).square().mean(dim=(1, 2))
     terms = torch.stack([pixel, feature, domain], dim=1)  # [B, 3]
     loss = (terms * loss_weights).sum(dim=1)  # [B]
@@ -137,18 +140,31 @@ def inversion_objective(
 
 
 def _conv_backward_as_transpose(
-    grad_output, input, weight, bias_sizes, stride, padding, dilation, transposed, output_padding,
-    groups, output_mask,
+    grad_output,
+    input,
+    weight,
+    bias_sizes,
+    stride,
+    padding,
+    dilation,
+    transposed,
+    output_padding,
+    groups,
+    output_mask,
 ):
     """``aten.convolution_backward`` for input gradients only, as a convolution of the other
     direction (the ONNX translator has no rule for convolution_backward): a transposed
     convolution for a convolution, whose ``output_padding`` recovers the input size a
     strided forward rounded away; a plain convolution for a transposed one."""
     if output_mask[1] or output_mask[2]:
-        raise NotImplementedError("export: the step graph needs no weight/bias gradient; freeze the parameters")
+        raise NotImplementedError(
+            "export: the step graph needs no weight/bias gradient; freeze the parameters"
+        )
     nd = len(stride)
     if transposed:
-        grad_input = aten.convolution(grad_output, weight, None, stride, padding, dilation, False, [0] * nd, groups)
+        grad_input = aten.convolution(
+            grad_output, weight, None, stride, padding, dilation, False, [0] * nd, groups
+        )
         return grad_input, None, None
     out_pad = []
     for d in range(nd):
@@ -179,7 +195,14 @@ class InversionStep(nn.Module):
         with torch.enable_grad():
             ws = ws.detach().requires_grad_(True)
             loss, terms, image = inversion_objective(
-                self.synthesis, self.encoder, self.feature_net, ws, target, target_features, loss_weights, mask
+                self.synthesis,
+                self.encoder,
+                self.feature_net,
+                ws,
+                target,
+                target_features,
+                loss_weights,
+                mask,
             )
             (grad,) = torch.autograd.grad(loss.sum(), ws)
         return loss.detach()[:, None], terms.detach(), grad, image.detach()
@@ -198,12 +221,12 @@ class TracedStep(nn.Module):
 
         def flat(*args):
             tensors = dict(zip(self._names, args[: len(self._names)]))
-            return torch.func.functional_call(step, tensors, args[len(self._names):])
+            return torch.func.functional_call(step, tensors, args[len(self._names) :])
 
         with torch.no_grad():
-            self.graph = make_fx(flat, decomposition_table=STEP_DECOMPOSITIONS, tracing_mode="symbolic")(
-                *[getattr(self, f"t{i}") for i in range(len(self._names))], *example
-            )
+            self.graph = make_fx(
+                flat, decomposition_table=STEP_DECOMPOSITIONS, tracing_mode="symbolic"
+            )(*[getattr(self, f"t{i}") for i in range(len(self._names))], *example)
         # Constants created inside the traced code (the blur taps of upsample2x) are plain
         # attributes of the graph module, which torch.export cannot follow into a submodule:
         # turn them into trailing graph inputs fed from this module's buffers.
@@ -227,4 +250,6 @@ class TracedStep(nn.Module):
     def forward(self, ws, target, target_features, loss_weights, mask):
         tensors = [getattr(self, f"t{i}") for i in range(len(self._names))]
         constants = [getattr(self, f"c{i}") for i in range(self._num_constants)]
-        return tuple(self.graph(*tensors, ws, target, target_features, loss_weights, mask, *constants))
+        return tuple(
+            self.graph(*tensors, ws, target, target_features, loss_weights, mask, *constants)
+        )

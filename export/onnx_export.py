@@ -11,11 +11,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from stylegate.export import graphs
+from stylegate.gan import networks as N
+from stylegate.service.signatures import SIGNATURES, ModelSignature
 from torch import nn
-
-from export import graphs
-from gan import networks as N
-from service.signatures import SIGNATURES, ModelSignature
 
 OPSET = 18
 
@@ -30,7 +29,9 @@ def example_batch(dims: Mapping[str, int]) -> int:
     return b
 
 
-def example_inputs(signature: ModelSignature, dims: Mapping[str, int], batch: int, *, seed: int = 0):
+def example_inputs(
+    signature: ModelSignature, dims: Mapping[str, int], batch: int, *, seed: int = 0
+):
     """Random inputs of a signature (loss weights and mask in their valid ranges)."""
     gen = torch.Generator().manual_seed(seed)
     out = []
@@ -46,8 +47,13 @@ def example_inputs(signature: ModelSignature, dims: Mapping[str, int], batch: in
     return tuple(out)
 
 
-def wrap(network: str, *, generator: N.Generator | None = None, encoder: nn.Module | None = None,
-         feature_net: nn.Module | None = None) -> nn.Module:
+def wrap(
+    network: str,
+    *,
+    generator: N.Generator | None = None,
+    encoder: nn.Module | None = None,
+    feature_net: nn.Module | None = None,
+) -> nn.Module:
     """The export module of one signature, from the networks it needs."""
     if network == "mapping":
         return graphs.MappingModel(generator.mapping)
@@ -65,7 +71,9 @@ def wrap(network: str, *, generator: N.Generator | None = None, encoder: nn.Modu
 @contextlib.contextmanager
 def _quiet():
     """The exporter prints progress and harmless warnings (no torchvision ops, ...)."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    loggers = [
+        logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")
+    ]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
@@ -78,7 +86,9 @@ def _quiet():
             lg.setLevel(level)
 
 
-def export_onnx(module: nn.Module, network: str, dims: Mapping[str, int], path: str | os.PathLike) -> Path:
+def export_onnx(
+    module: nn.Module, network: str, dims: Mapping[str, int], path: str | os.PathLike
+) -> Path:
     """Export ``module`` (a ``wrap`` result) to ``path`` as a single-file ONNX model with a
     dynamic batch. The inversion step is first traced to a plain graph with its gradient."""
     signature = SIGNATURES[network]

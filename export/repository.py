@@ -14,12 +14,11 @@ import time
 from pathlib import Path
 
 import torch
+from stylegate.export import directions as D
+from stylegate.export import onnx_export, triton_config
+from stylegate.gan import networks as N
+from stylegate.service.signatures import METADATA_FILE
 from torch import nn
-
-from export import directions as D
-from export import onnx_export, triton_config
-from gan import networks as N
-from service.signatures import METADATA_FILE
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +30,15 @@ GPU_CONFIG = "configs/gpu.pbtxt"  # Triton's --model-config-name=gpu picks it ov
 class GeneratorSpec:
     """One generator of the repository and the networks served with it."""
 
-    name: str                                # "base", "transfer", "blend", ...
+    name: str  # "base", "transfer", "blend", ...
     generator: N.Generator
     description: str = ""
-    encoder: nn.Module | None = None         # served as "encoder" (+ "inversion_step" with a feature net)
-    feature_net: nn.Module | None = None     # anything with .features(img): served as "features"
+    encoder: nn.Module | None = None  # served as "encoder" (+ "inversion_step" with a feature net)
+    feature_net: nn.Module | None = None  # anything with .features(img): served as "features"
     classifier: N.AttributeClassifier | None = None  # labels samples for InterFaceGAN directions
-    attributes: tuple[str, ...] = ()         # the classifier's binary outputs, in order
-    regressions: tuple[str, ...] = ()        # then its regression outputs
-    mapping_from: str | None = None          # serve another generator's mapping (same W space)
+    attributes: tuple[str, ...] = ()  # the classifier's binary outputs, in order
+    regressions: tuple[str, ...] = ()  # then its regression outputs
+    mapping_from: str | None = None  # serve another generator's mapping (same W space)
     extra: dict = dataclasses.field(default_factory=dict)  # more metadata keys ("style", "blend")
 
 
@@ -61,7 +60,9 @@ def generator_dims(spec: GeneratorSpec, feature_net: nn.Module | None) -> dict[s
     return dims
 
 
-def write_model(out: Path, name: str, network: str, module: nn.Module, dims: dict[str, int]) -> dict:
+def write_model(
+    out: Path, name: str, network: str, module: nn.Module, dims: dict[str, int]
+) -> dict:
     """``out/name/{config.pbtxt, configs/gpu.pbtxt, 1/model.onnx}``. Returns a timing/size record."""
     t0 = time.monotonic()
     model_dir = out / name
@@ -72,7 +73,11 @@ def write_model(out: Path, name: str, network: str, module: nn.Module, dims: dic
     gpu = model_dir / GPU_CONFIG
     gpu.parent.mkdir(parents=True, exist_ok=True)
     gpu.write_text(triton_config.model_config(name, network, dims, device="gpu"))
-    record = {"model": name, "seconds": round(time.monotonic() - t0, 2), "bytes": onnx_path.stat().st_size}
+    record = {
+        "model": name,
+        "seconds": round(time.monotonic() - t0, 2),
+        "bytes": onnx_path.stat().st_size,
+    }
     log.info("exported %s in %.1f s (%.2f MB)", name, record["seconds"], record["bytes"] / 1e6)
     return record
 
@@ -114,7 +119,11 @@ def write_repository(
             networks["features"] = onnx_export.wrap("features", feature_net=spec.feature_net.eval())
         if spec.encoder is not None and spec.feature_net is not None:
             networks["inversion_step"] = onnx_export.wrap(
-                "inversion_step", generator=g, encoder=spec.encoder.eval(), feature_net=spec.feature_net.eval())
+                "inversion_step",
+                generator=g,
+                encoder=spec.encoder.eval(),
+                feature_net=spec.feature_net.eval(),
+            )
         for network, module in networks.items():
             name = model_name(spec.name, network, default)
             records.append(write_model(out, name, network, module, dims))
@@ -133,8 +142,12 @@ def write_repository(
         if directions is not None:
             t0 = time.monotonic()
             entry["directions"] = D.compute_directions(
-                g, classifier=spec.classifier, attributes=spec.attributes, regressions=spec.regressions,
-                options=directions)
+                g,
+                classifier=spec.classifier,
+                attributes=spec.attributes,
+                regressions=spec.regressions,
+                options=directions,
+            )
             records.append({"directions": spec.name, "seconds": round(time.monotonic() - t0, 2)})
             log.info("directions of %s in %.1f s", spec.name, records[-1]["seconds"])
         else:

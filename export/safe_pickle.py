@@ -79,14 +79,37 @@ def _allowed() -> dict[tuple[str, str], Any]:
         ("numpy", "ndarray"): np.ndarray,
     }
     if hasattr(torch._utils, "_rebuild_parameter_with_state"):
-        allowed[("torch._utils", "_rebuild_parameter_with_state")] = torch._utils._rebuild_parameter_with_state
+        allowed[("torch._utils", "_rebuild_parameter_with_state")] = (
+            torch._utils._rebuild_parameter_with_state
+        )
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(mod, "scalar")] = np.core.multiarray.scalar
         allowed[(mod, "_reconstruct")] = np.core.multiarray._reconstruct
-    for name in ("float32", "float16", "float64", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool"):
+    for name in (
+        "float32",
+        "float16",
+        "float64",
+        "bfloat16",
+        "int64",
+        "int32",
+        "int16",
+        "int8",
+        "uint8",
+        "bool",
+    ):
         allowed[("torch", name)] = getattr(torch, name)
-    for name in ("FloatStorage", "HalfStorage", "DoubleStorage", "BFloat16Storage", "LongStorage", "IntStorage",
-                 "ShortStorage", "CharStorage", "ByteStorage", "BoolStorage"):
+    for name in (
+        "FloatStorage",
+        "HalfStorage",
+        "DoubleStorage",
+        "BFloat16Storage",
+        "LongStorage",
+        "IntStorage",
+        "ShortStorage",
+        "CharStorage",
+        "ByteStorage",
+        "BoolStorage",
+    ):
         allowed[("torch", name)] = getattr(torch, name)
     return allowed
 
@@ -109,7 +132,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         return fn
 
     def persistent_load(self, pid):
-        raise UnsafePickleError(f"refusing to load {self._source}: unexpected persistent id {pid!r}")
+        raise UnsafePickleError(
+            f"refusing to load {self._source}: unexpected persistent id {pid!r}"
+        )
 
 
 def load(path: str | os.PathLike) -> Any:

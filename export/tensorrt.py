@@ -16,8 +16,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from export import triton_config
-from service.signatures import METADATA_FILE
+from stylegate.export import triton_config
+from stylegate.service.signatures import METADATA_FILE
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +36,14 @@ def _gpu_present() -> bool:
 
 
 def available() -> str:
-    """"python" or "trtexec"; raises TensorRTUnavailable with the reason otherwise."""
+    """ "python" or "trtexec"; raises TensorRTUnavailable with the reason otherwise."""
     if not _gpu_present():
         raise TensorRTUnavailable(
             "no NVIDIA GPU found (nvidia-smi): TensorRT engines must be built on the GPU that runs them; "
             "run `stylegate export --tensorrt` on the GPU node pool (k8s/overlays/gpu/tensorrt-build-job.yaml). "
             "Without a GPU, serve the ONNX models (config.pbtxt, or configs/gpu.pbtxt for Triton's TensorRT "
-            "execution accelerator).")
+            "execution accelerator)."
+        )
     try:
         import tensorrt  # noqa: F401
 
@@ -51,8 +52,10 @@ def available() -> str:
         pass
     if shutil.which("trtexec"):
         return "trtexec"
-    raise TensorRTUnavailable("a GPU is present but neither the tensorrt Python module nor trtexec is installed "
-                              "(use NVIDIA's TensorRT container, nvcr.io/nvidia/tensorrt)")
+    raise TensorRTUnavailable(
+        "a GPU is present but neither the tensorrt Python module nor trtexec is installed "
+        "(use NVIDIA's TensorRT container, nvcr.io/nvidia/tensorrt)"
+    )
 
 
 def _input_shapes(onnx_path: Path) -> dict[str, list[int]]:
@@ -60,28 +63,45 @@ def _input_shapes(onnx_path: Path) -> dict[str, list[int]]:
     import onnx
 
     model = onnx.load(str(onnx_path), load_external_data=False)
-    return {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim[1:]] for i in model.graph.input}
+    return {
+        i.name: [d.dim_value for d in i.type.tensor_type.shape.dim[1:]] for i in model.graph.input
+    }
 
 
-def build_engine(onnx_path: Path, plan_path: Path, *, max_batch: int, opt_batch: int, fp16: bool,
-                 tool: str) -> None:
+def build_engine(
+    onnx_path: Path, plan_path: Path, *, max_batch: int, opt_batch: int, fp16: bool, tool: str
+) -> None:
     shapes = _input_shapes(onnx_path)
     if tool == "trtexec":
+
         def arg(b):
             return ",".join(f"{n}:{'x'.join(str(d) for d in [b, *s])}" for n, s in shapes.items())
 
-        cmd = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={plan_path}", f"--minShapes={arg(1)}",
-               f"--optShapes={arg(opt_batch)}", f"--maxShapes={arg(max_batch)}",
-               f"--memPoolSize=workspace:{WORKSPACE_BYTES >> 20}M", *(["--fp16"] if fp16 else [])]
+        cmd = [
+            "trtexec",
+            f"--onnx={onnx_path}",
+            f"--saveEngine={plan_path}",
+            f"--minShapes={arg(1)}",
+            f"--optShapes={arg(opt_batch)}",
+            f"--maxShapes={arg(max_batch)}",
+            f"--memPoolSize=workspace:{WORKSPACE_BYTES >> 20}M",
+            *(["--fp16"] if fp16 else []),
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise RuntimeError(f"trtexec failed for {onnx_path}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+            raise RuntimeError(
+                f"trtexec failed for {onnx_path}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+            )
         return
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    flags = 0 if int(trt.__version__.split(".")[0]) >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    flags = (
+        0
+        if int(trt.__version__.split(".")[0]) >= 10
+        else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    )
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_path.read_bytes()):
@@ -121,13 +141,20 @@ def build_repository(repository: str | Path, *, precision: str = "fp16") -> list
                 continue
             batching = triton_config.BATCHING[network]
             log.info("building %s (%s)", plan_path, precision)
-            build_engine(onnx_path, plan_path, max_batch=batching.max_batch_size,
-                         opt_batch=max(batching.preferred_batch_sizes), fp16=precision == "fp16", tool=tool)
+            build_engine(
+                onnx_path,
+                plan_path,
+                max_batch=batching.max_batch_size,
+                opt_batch=max(batching.preferred_batch_sizes),
+                fp16=precision == "fp16",
+                tool=tool,
+            )
             onnx_cfg = model_dir / "configs" / "onnx.pbtxt"
             onnx_cfg.parent.mkdir(exist_ok=True)
             if not onnx_cfg.exists():
                 shutil.copyfile(model_dir / "config.pbtxt", onnx_cfg)
             (model_dir / "config.pbtxt").write_text(
-                triton_config.model_config(name, network, gen, runtime="tensorrt", device="gpu"))
+                triton_config.model_config(name, network, gen, runtime="tensorrt", device="gpu")
+            )
             built.append(plan_path)
     return built

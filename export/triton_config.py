@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from service.signatures import SIGNATURES, ModelSignature, TensorSpec
+from stylegate.service.signatures import SIGNATURES, ModelSignature, TensorSpec
 
 RUNTIMES = ("onnx", "python", "tensorrt")
 DEVICES = ("cpu", "gpu")
@@ -36,12 +36,15 @@ class Batching:
 
 # Cheap networks batch wide; the inversion step is the expensive one and waits a little longer.
 BATCHING: dict[str, Batching] = {
-    "mapping": Batching(max_batch_size=256, preferred_batch_sizes=(16, 64, 256), max_queue_delay_microseconds=500),
+    "mapping": Batching(
+        max_batch_size=256, preferred_batch_sizes=(16, 64, 256), max_queue_delay_microseconds=500
+    ),
     "synthesis": Batching(max_batch_size=64, preferred_batch_sizes=(8, 16, 32, 64)),
     "encoder": Batching(max_batch_size=64, preferred_batch_sizes=(8, 16, 32, 64)),
     "features": Batching(max_batch_size=64, preferred_batch_sizes=(8, 16, 32, 64)),
-    "inversion_step": Batching(max_batch_size=32, preferred_batch_sizes=(4, 8, 16, 32),
-                               max_queue_delay_microseconds=2000),
+    "inversion_step": Batching(
+        max_batch_size=32, preferred_batch_sizes=(4, 8, 16, 32), max_queue_delay_microseconds=2000
+    ),
 }
 
 
@@ -119,7 +122,9 @@ def model_config(
         "python": 'backend: "python"',
         "tensorrt": 'platform: "tensorrt_plan"',
     }[runtime]
-    preferred = ", ".join(str(b) for b in batching.preferred_batch_sizes if b <= batching.max_batch_size)
+    preferred = ", ".join(
+        str(b) for b in batching.preferred_batch_sizes if b <= batching.max_batch_size
+    )
     parts = [
         f'name: "{name}"',
         head,

@@ -11,8 +11,7 @@ import os
 from pathlib import Path
 
 import torch
-
-from gan import networks as N
+from stylegate.gan import networks as N
 
 
 def _half(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -36,8 +36,14 @@ _SKIN = [(250, 220, 196), (236, 188, 150), (176, 120, 84), (112, 72, 48)]
 _HAIR = [(30, 26, 28), (96, 58, 30), (236, 200, 100), (184, 64, 30)]  # black brown blond red
 _BLOND = 2
 _BACKGROUNDS = [
-    (90, 140, 220), (120, 200, 140), (230, 230, 235), (200, 110, 150),
-    (60, 60, 80), (240, 190, 80), (150, 120, 210), (100, 190, 200),
+    (90, 140, 220),
+    (120, 200, 140),
+    (230, 230, 235),
+    (200, 110, 150),
+    (60, 60, 80),
+    (240, 190, 80),
+    (150, 120, 210),
+    (100, 190, 200),
 ]
 _IRIS = [(60, 100, 180), (70, 130, 70), (90, 60, 30), (40, 40, 40)]
 _LIPS = (180, 70, 80)
@@ -48,13 +54,13 @@ _INKS = np.array(
     [
         (242, 230, 204),  # paper
         (226, 196, 150),  # light ochre
-        (200, 146, 90),   # ochre
-        (186, 62, 44),    # vermilion
-        (46, 62, 110),    # indigo
-        (82, 110, 150),   # pale indigo
-        (30, 24, 24),     # sumi black
-        (110, 140, 90),   # moss
-        (150, 90, 60),    # umber
+        (200, 146, 90),  # ochre
+        (186, 62, 44),  # vermilion
+        (46, 62, 110),  # indigo
+        (82, 110, 150),  # pale indigo
+        (30, 24, 24),  # sumi black
+        (110, 140, 90),  # moss
+        (150, 90, 60),  # umber
     ],
     dtype=np.int32,
 )
@@ -70,15 +76,15 @@ class FaceParams:
     smile: bool
     eyeglasses: bool
     eyes_open: bool
-    hair: int          # index into _HAIR
-    skin: int          # index into _SKIN
+    hair: int  # index into _HAIR
+    skin: int  # index into _SKIN
     long_hair: bool
     beard: bool
-    yaw: float         # [-1, 1]: features shift sideways, face narrows
-    dx: float          # head offset in pixels (at 64px)
+    yaw: float  # [-1, 1]: features shift sideways, face narrows
+    dx: float  # head offset in pixels (at 64px)
     dy: float
-    scale: float       # head size factor
-    background: int    # index into _BACKGROUNDS
+    scale: float  # head size factor
+    background: int  # index into _BACKGROUNDS
     iris: int
     frame: int
     brow_tilt: float
@@ -143,7 +149,7 @@ def render(p: FaceParams, *, style: str = "photo", size: int = 64) -> np.ndarray
         return _ink(c) if wood else c
 
     outline = _OUTLINE if wood else None
-    ow = max(1, int(round(1.6 * s))) if wood else 0
+    ow = max(1, round(1.6 * s)) if wood else 0
 
     bg = col(_BACKGROUNDS[p.background])
     img = Image.new("RGB", (n, n), bg)
@@ -172,31 +178,62 @@ def render(p: FaceParams, *, style: str = "photo", size: int = 64) -> np.ndarray
     if p.long_hair:
         d.rounded_rectangle(
             box(cx - hw - 4 * s, cy - hh - 3 * s, cx + hw + 4 * s, cy + hh + 10 * s),
-            radius=int(10 * s), fill=hair, outline=outline, width=ow,
+            radius=int(10 * s),
+            fill=hair,
+            outline=outline,
+            width=ow,
         )
     # Neck and shoulders.
-    d.rectangle(box(cx - 5 * s, cy + hh - 4 * s, cx + 5 * s, n), fill=_shade(skin, 0.85) if not wood else skin,
-                outline=outline, width=ow)
+    d.rectangle(
+        box(cx - 5 * s, cy + hh - 4 * s, cx + 5 * s, n),
+        fill=_shade(skin, 0.85) if not wood else skin,
+        outline=outline,
+        width=ow,
+    )
     shirt = col(_BACKGROUNDS[(p.background + 3) % len(_BACKGROUNDS)])
-    d.ellipse(box(cx - 22 * s, cy + hh + 2 * s, cx + 22 * s, cy + hh + 30 * s), fill=shirt,
-              outline=outline, width=ow)
+    d.ellipse(
+        box(cx - 22 * s, cy + hh + 2 * s, cx + 22 * s, cy + hh + 30 * s),
+        fill=shirt,
+        outline=outline,
+        width=ow,
+    )
     # Ears.
     for side in (-1, 1):
         ex = cx + side * hw + shift * 0.3
-        d.ellipse(box(ex - 3 * s, cy - 3 * s, ex + 3 * s, cy + 5 * s), fill=skin, outline=outline, width=ow)
+        d.ellipse(
+            box(ex - 3 * s, cy - 3 * s, ex + 3 * s, cy + 5 * s),
+            fill=skin,
+            outline=outline,
+            width=ow,
+        )
     # Face.
     d.ellipse(box(cx - hw, cy - hh, cx + hw, cy + hh), fill=skin, outline=outline, width=ow)
     if not wood:  # cheek shading on the side turned away
         shade_x = cx - np.sign(p.yaw) * hw * 0.55 if abs(p.yaw) > 0.15 else None
         if shade_x is not None:
-            d.ellipse(box(shade_x - 6 * s, cy - 4 * s, shade_x + 6 * s, cy + 12 * s), fill=_shade(skin, 0.93))
+            d.ellipse(
+                box(shade_x - 6 * s, cy - 4 * s, shade_x + 6 * s, cy + 12 * s),
+                fill=_shade(skin, 0.93),
+            )
     # Beard.
     if p.beard:
-        d.chord(box(cx - hw * 0.95, cy - hh * 0.2, cx + hw * 0.95, cy + hh * 1.02), 10, 170,
-                fill=_shade(hair, 1.0 if wood else 0.9), outline=outline, width=ow)
+        d.chord(
+            box(cx - hw * 0.95, cy - hh * 0.2, cx + hw * 0.95, cy + hh * 1.02),
+            10,
+            170,
+            fill=_shade(hair, 1.0 if wood else 0.9),
+            outline=outline,
+            width=ow,
+        )
     # Hair on top (fringe).
-    d.chord(box(cx - hw - 1.5 * s, cy - hh - 3 * s, cx + hw + 1.5 * s, cy + hh * 0.35), 180, 360,
-            fill=hair, outline=outline, width=ow)
+    d.chord(
+        box(cx - hw - 1.5 * s, cy - hh - 3 * s, cx + hw + 1.5 * s, cy + hh * 0.35),
+        180,
+        360,
+        fill=hair,
+        outline=outline,
+        width=ow,
+    )
 
     # Eyes.
     ey = cy - 2.5 * s
@@ -204,42 +241,84 @@ def render(p: FaceParams, *, style: str = "photo", size: int = 64) -> np.ndarray
     for side in (-1, 1):
         ex = cx + shift + side * eye_dx
         if p.eyes_open:
-            d.ellipse(box(ex - 3.2 * s, ey - 2.2 * s, ex + 3.2 * s, ey + 2.2 * s), fill=(250, 250, 250),
-                      outline=outline or (60, 40, 40), width=max(1, ow))
+            d.ellipse(
+                box(ex - 3.2 * s, ey - 2.2 * s, ex + 3.2 * s, ey + 2.2 * s),
+                fill=(250, 250, 250),
+                outline=outline or (60, 40, 40),
+                width=max(1, ow),
+            )
             ix = ex + p.yaw * 1.0 * s
-            d.ellipse(box(ix - 1.6 * s, ey - 1.6 * s, ix + 1.6 * s, ey + 1.6 * s), fill=col(_IRIS[p.iris]))
-            d.ellipse(box(ix - 0.7 * s, ey - 0.7 * s, ix + 0.7 * s, ey + 0.7 * s), fill=(10, 10, 10))
+            d.ellipse(
+                box(ix - 1.6 * s, ey - 1.6 * s, ix + 1.6 * s, ey + 1.6 * s), fill=col(_IRIS[p.iris])
+            )
+            d.ellipse(
+                box(ix - 0.7 * s, ey - 0.7 * s, ix + 0.7 * s, ey + 0.7 * s), fill=(10, 10, 10)
+            )
         else:
-            d.arc(box(ex - 3.2 * s, ey - 2.5 * s, ex + 3.2 * s, ey + 1.5 * s), 20, 160,
-                  fill=(40, 25, 25), width=max(1, int(1.1 * s)))
+            d.arc(
+                box(ex - 3.2 * s, ey - 2.5 * s, ex + 3.2 * s, ey + 1.5 * s),
+                20,
+                160,
+                fill=(40, 25, 25),
+                width=max(1, int(1.1 * s)),
+            )
         # Brow.
         by = ey - 4.5 * s
         tilt = p.brow_tilt * side * 1.5 * s
-        d.line([ex - 3.5 * s, by + tilt, ex + 3.5 * s, by - tilt], fill=_shade(hair, 0.8),
-               width=max(1, int(1.3 * s)))
+        d.line(
+            [ex - 3.5 * s, by + tilt, ex + 3.5 * s, by - tilt],
+            fill=_shade(hair, 0.8),
+            width=max(1, int(1.3 * s)),
+        )
     # Glasses.
     if p.eyeglasses:
         fc = col(_FRAMES[p.frame])
         fw = max(2, int(1.1 * s)) + (ow // 2)
         for side in (-1, 1):
             ex = cx + shift + side * eye_dx
-            d.rounded_rectangle(box(ex - 4.6 * s, ey - 3.6 * s, ex + 4.6 * s, ey + 3.6 * s),
-                                radius=int(2 * s), outline=fc, width=fw)
-        d.line([cx + shift - 1.4 * s, ey - 0.5 * s, cx + shift + 1.4 * s, ey - 0.5 * s], fill=fc, width=fw)
+            d.rounded_rectangle(
+                box(ex - 4.6 * s, ey - 3.6 * s, ex + 4.6 * s, ey + 3.6 * s),
+                radius=int(2 * s),
+                outline=fc,
+                width=fw,
+            )
+        d.line(
+            [cx + shift - 1.4 * s, ey - 0.5 * s, cx + shift + 1.4 * s, ey - 0.5 * s],
+            fill=fc,
+            width=fw,
+        )
     # Nose.
     nx = cx + shift * 1.2
-    d.line([nx, cy + 0.5 * s, nx + 1.8 * s * (1 if p.yaw >= 0 else -1), cy + 5 * s, nx, cy + 5.5 * s],
-           fill=_shade(skin, 0.7), width=max(1, int(1.0 * s)))
+    d.line(
+        [nx, cy + 0.5 * s, nx + 1.8 * s * (1 if p.yaw >= 0 else -1), cy + 5 * s, nx, cy + 5.5 * s],
+        fill=_shade(skin, 0.7),
+        width=max(1, int(1.0 * s)),
+    )
     # Mouth.
     my = cy + 9.5 * s
     mw = 5.5 * p.mouth_width * s
     mx = cx + shift
     if p.smile:
-        d.chord(box(mx - mw, my - 3.0 * s, mx + mw, my + 4.0 * s), 0, 180, fill=col(_LIPS),
-                outline=outline or (120, 40, 50), width=max(1, ow))
-        d.chord(box(mx - mw * 0.8, my - 2.0 * s, mx + mw * 0.8, my + 2.0 * s), 0, 180, fill=(250, 250, 250))
+        d.chord(
+            box(mx - mw, my - 3.0 * s, mx + mw, my + 4.0 * s),
+            0,
+            180,
+            fill=col(_LIPS),
+            outline=outline or (120, 40, 50),
+            width=max(1, ow),
+        )
+        d.chord(
+            box(mx - mw * 0.8, my - 2.0 * s, mx + mw * 0.8, my + 2.0 * s),
+            0,
+            180,
+            fill=(250, 250, 250),
+        )
     else:
-        d.line([mx - mw * 0.8, my + 0.5 * s, mx + mw * 0.8, my + 0.5 * s], fill=col(_LIPS), width=max(2, int(1.4 * s)))
+        d.line(
+            [mx - mw * 0.8, my + 0.5 * s, mx + mw * 0.8, my + 0.5 * s],
+            fill=col(_LIPS),
+            width=max(2, int(1.4 * s)),
+        )
 
     if not wood:
         img = img.filter(ImageFilter.GaussianBlur(radius=0.4 * s))

@@ -1,6 +1,6 @@
 """Write faces from the shipped generator as PNG files, straight from PyTorch.
 
-    python -m gan.generate --seeds 0-15 --out DIR [--checkpoint checkpoints/base.pt] [--truncation 1.0]
+    python -m stylegate.gan.generate --seeds 0-15 --out DIR [--checkpoint checkpoints/base.pt] [--truncation 1.0]
 
 The serving path (`stylegate generate`) goes through the gateway; this is the
 model-side check that a checkpoint produces faces.
@@ -14,8 +14,7 @@ import click
 import numpy as np
 import torch
 from PIL import Image
-
-from gan import checkpoint as ckpt
+from stylegate.gan import checkpoint as ckpt
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "base.pt"
 
@@ -60,8 +59,12 @@ def generate(G, seeds: list[int], *, psi: float = 1.0, noise_mode: str = "const"
 @click.command()
 @click.option("--seeds", required=True, help="e.g. 0-15 or 1,5,9")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="output directory")
-@click.option("--checkpoint", type=click.Path(path_type=Path, exists=True), default=DEFAULT_CHECKPOINT,
-              show_default=True)
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path, exists=True),
+    default=DEFAULT_CHECKPOINT,
+    show_default=True,
+)
 @click.option("--truncation", type=float, default=1.0, show_default=True, help="psi")
 @click.option("--grid/--no-grid", default=True, help="also write grid.png")
 def main(seeds: str, out: Path, checkpoint: Path, truncation: float, grid: bool) -> None:

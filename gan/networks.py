@@ -16,6 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+import itertools
 
 NoiseMode = str  # "random" | "const" | "none"
 
@@ -83,8 +84,8 @@ class FullyConnected(nn.Module):
         out_features: int,
         *,
         bias: bool = True,
-        bias_init: float = 0.0,   # initial bias value (1 for style affines: identity modulation)
-        lr_mul: float = 1.0,      # learning-rate multiplier (0.01 in the mapping network)
+        bias_init: float = 0.0,  # initial bias value (1 for style affines: identity modulation)
+        lr_mul: float = 1.0,  # learning-rate multiplier (0.01 in the mapping network)
         activation: bool = False,  # apply lrelu
     ):
         super().__init__()
@@ -136,8 +137,8 @@ class MappingNetwork(nn.Module):
 
     def __init__(
         self,
-        z_dim: int,          # input latent size
-        w_dim: int,          # intermediate latent size
+        z_dim: int,  # input latent size
+        w_dim: int,  # intermediate latent size
         *,
         num_layers: int = 4,  # fully-connected layers
         lr_mul: float = 0.01,  # learning-rate multiplier of every layer
@@ -149,7 +150,8 @@ class MappingNetwork(nn.Module):
         self.w_avg_beta = w_avg_beta
         dims = [z_dim] + [w_dim] * num_layers
         self.layers = nn.ModuleList(
-            FullyConnected(a, b, lr_mul=lr_mul, activation=True) for a, b in zip(dims[:-1], dims[1:])
+            FullyConnected(a, b, lr_mul=lr_mul, activation=True)
+            for a, b in itertools.pairwise(dims)
         )
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
@@ -162,7 +164,9 @@ class MappingNetwork(nn.Module):
                 self.w_avg.copy_(x.detach().float().mean(0).lerp(self.w_avg, self.w_avg_beta))
         return x  # [N, w_dim]
 
-    def truncate(self, w: torch.Tensor, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
+    def truncate(
+        self, w: torch.Tensor, psi: float = 1.0, cutoff: int | None = None
+    ) -> torch.Tensor:
         """Pull w or ws towards w_avg. ``cutoff``: only the first `cutoff` ws of a [N, num_ws, w_dim]."""
         if psi == 1.0:
             return w
@@ -216,7 +220,12 @@ class ModulatedConv(nn.Module):
             ww = weight[None] * styles[:, None, :, None, None]  # [N, out, in, k, k]
             if self.demodulate:
                 ww = ww * torch.rsqrt(ww.square().sum(dim=(2, 3, 4)) + 1e-8)[:, :, None, None, None]
-            x = F.conv2d(x.reshape(1, -1, h, wd), ww.reshape(-1, *weight.shape[1:]), padding=self.padding, groups=n)
+            x = F.conv2d(
+                x.reshape(1, -1, h, wd),
+                ww.reshape(-1, *weight.shape[1:]),
+                padding=self.padding,
+                groups=n,
+            )
             return x.reshape(n, -1, h, wd)
         x = x * styles[:, :, None, None]
         x = F.conv2d(x, weight, padding=self.padding)
@@ -228,8 +237,16 @@ class ModulatedConv(nn.Module):
 
 
 class SynthesisLayer(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *, up: bool = False,
-                 resample: str = "nearest"):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        *,
+        up: bool = False,
+        resample: str = "nearest",
+    ):
         super().__init__()
         self.conv = ModulatedConv(in_channels, out_channels, w_dim, up=up, resample=resample)
         self.bias = nn.Parameter(torch.zeros(out_channels))
@@ -237,7 +254,9 @@ class SynthesisLayer(nn.Module):
         self.register_buffer("noise_const", torch.randn(resolution, resolution))
         self.resolution = resolution
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: NoiseMode = "const", fused: bool = False):
+    def forward(
+        self, x: torch.Tensor, w: torch.Tensor, noise_mode: NoiseMode = "const", fused: bool = False
+    ):
         x = self.conv(x, w, fused=fused)
         b = self.bias[None, :, None, None]
         if noise_mode == "random":
@@ -261,8 +280,15 @@ class ToRGB(nn.Module):
 class SynthesisBlock(nn.Module):
     """One resolution: (const input or up-conv) + conv + toRGB, skip architecture."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
-                 resample: str = "nearest"):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        img_channels: int,
+        resample: str = "nearest",
+    ):
         super().__init__()
         self.resolution = resolution
         self.resample = resample
@@ -270,7 +296,9 @@ class SynthesisBlock(nn.Module):
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
             self.conv0 = None
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=True, resample=resample)
+            self.conv0 = SynthesisLayer(
+                in_channels, out_channels, w_dim, resolution, up=True, resample=resample
+            )
         self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution)
         self.torgb = ToRGB(out_channels, w_dim, img_channels)
         self.num_conv = 1 if self.conv0 is None else 2
@@ -299,8 +327,8 @@ class SynthesisNetwork(nn.Module):
 
     def __init__(
         self,
-        w_dim: int,          # latent size
-        resolution: int,     # output resolution, a power of two >= 4
+        w_dim: int,  # latent size
+        resolution: int,  # output resolution, a power of two >= 4
         channels: dict[int, int],  # channels per resolution
         *,
         img_channels: int = 3,
@@ -324,7 +352,9 @@ class SynthesisNetwork(nn.Module):
         self.num_ws += 1  # the last toRGB
         self.layer_resolutions.append(resolution)
 
-    def forward(self, ws: torch.Tensor, noise_mode: NoiseMode = "const", *, fused: bool = False) -> torch.Tensor:
+    def forward(
+        self, ws: torch.Tensor, noise_mode: NoiseMode = "const", *, fused: bool = False
+    ) -> torch.Tensor:
         x = img = None
         idx = 0
         for block in self.blocks:
@@ -356,14 +386,19 @@ class Generator(nn.Module):
         self.w_dim = w_dim
         self.resolution = resolution
         self.img_channels = img_channels
-        self.synthesis = SynthesisNetwork(w_dim, resolution, channels, img_channels=img_channels, resample=resample)
+        self.synthesis = SynthesisNetwork(
+            w_dim, resolution, channels, img_channels=img_channels, resample=resample
+        )
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, w_dim, num_layers=mapping_layers)
-        self.config = dict(
-            z_dim=z_dim, w_dim=w_dim, resolution=resolution,
-            channels={int(k): int(v) for k, v in channels.items()},
-            mapping_layers=mapping_layers, img_channels=img_channels,
-        )
+        self.config = {
+            "z_dim": z_dim,
+            "w_dim": w_dim,
+            "resolution": resolution,
+            "channels": {int(k): int(v) for k, v in channels.items()},
+            "mapping_layers": mapping_layers,
+            "img_channels": img_channels,
+        }
         if resample != "nearest":  # shipped configs stay as they were
             self.config["resample"] = resample
 
@@ -372,7 +407,9 @@ class Generator(nn.Module):
         w = self.mapping(z)[:, None].expand(-1, self.num_ws, -1)
         return self.mapping.truncate(w, psi, cutoff)
 
-    def forward(self, z: torch.Tensor, *, psi: float = 1.0, noise_mode: NoiseMode = "const") -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, *, psi: float = 1.0, noise_mode: NoiseMode = "const"
+    ) -> torch.Tensor:
         return self.synthesis(self.ws(z, psi=psi), noise_mode)
 
 
@@ -437,11 +474,16 @@ def minibatch_stddev(x: torch.Tensor, group_size: int = 4) -> torch.Tensor:
 class Discriminator(nn.Module):
     """Residual discriminator with minibatch-stddev. image [N,3,R,R] -> logit [N, 1]."""
 
-    def __init__(self, *, resolution: int = 64, channels: dict[int, int] | None = None, img_channels: int = 3):
+    def __init__(
+        self, *, resolution: int = 64, channels: dict[int, int] | None = None, img_channels: int = 3
+    ):
         super().__init__()
         channels = channels or {4: 128, 8: 128, 16: 64, 32: 32, 64: 32}
-        self.config = dict(resolution=resolution, channels={int(k): int(v) for k, v in channels.items()},
-                           img_channels=img_channels)
+        self.config = {
+            "resolution": resolution,
+            "channels": {int(k): int(v) for k, v in channels.items()},
+            "img_channels": img_channels,
+        }
         self.trunk = Trunk(resolution, channels, img_channels)
         c4 = channels[4]
         self.conv = Conv2d(c4 + 1, c4, 3)
@@ -475,8 +517,13 @@ class Encoder(nn.Module):
         channels = channels or {4: 256, 8: 128, 16: 64, 32: 32, 64: 16}
         self.num_ws = num_ws
         self.w_dim = w_dim
-        self.config = dict(num_ws=num_ws, w_dim=w_dim, resolution=resolution,
-                           channels={int(k): int(v) for k, v in channels.items()}, img_channels=img_channels)
+        self.config = {
+            "num_ws": num_ws,
+            "w_dim": w_dim,
+            "resolution": resolution,
+            "channels": {int(k): int(v) for k, v in channels.items()},
+            "img_channels": img_channels,
+        }
         self.trunk = Trunk(resolution, channels, img_channels)
         c4 = channels[4]
         self.fc = FullyConnected(c4 * 16, 512, activation=True)
@@ -502,21 +549,32 @@ class AttributeClassifier(nn.Module):
     resolution/4.
     """
 
-    def __init__(self, *, resolution: int = 64, num_binary: int, num_regression: int = 1, width: int = 32):
+    def __init__(
+        self, *, resolution: int = 64, num_binary: int, num_regression: int = 1, width: int = 32
+    ):
         super().__init__()
-        self.config = dict(resolution=resolution, num_binary=num_binary, num_regression=num_regression, width=width)
+        self.config = {
+            "resolution": resolution,
+            "num_binary": num_binary,
+            "num_regression": num_regression,
+            "width": width,
+        }
         self.num_binary = num_binary
         c = width
-        self.stem = nn.ModuleList([
-            Conv2d(3, c, 3),
-            Conv2d(c, 2 * c, 3, down=True),         # R/2
-            Conv2d(2 * c, 2 * c, 3),
-            Conv2d(2 * c, 4 * c, 3, down=True),     # R/4: perceptual features
-        ])
-        self.head_convs = nn.ModuleList([
-            Conv2d(4 * c, 4 * c, 3, down=True),     # R/8
-            Conv2d(4 * c, 8 * c, 3, down=True),     # R/16
-        ])
+        self.stem = nn.ModuleList(
+            [
+                Conv2d(3, c, 3),
+                Conv2d(c, 2 * c, 3, down=True),  # R/2
+                Conv2d(2 * c, 2 * c, 3),
+                Conv2d(2 * c, 4 * c, 3, down=True),  # R/4: perceptual features
+            ]
+        )
+        self.head_convs = nn.ModuleList(
+            [
+                Conv2d(4 * c, 4 * c, 3, down=True),  # R/8
+                Conv2d(4 * c, 8 * c, 3, down=True),  # R/16
+            ]
+        )
         r = resolution // 16
         self.fc = FullyConnected(8 * c * r * r, 256, activation=True)
         self.out = FullyConnected(256, num_binary + num_regression)
@@ -552,9 +610,21 @@ class VGG16Features(nn.Module):
     """
 
     # torchvision indices of the conv layers up to conv4_3 (ReLU after each, max-pool at 4, 9, 16)
-    _LAYOUT = [(0, 3, 64), (2, 64, 64), "M", (5, 64, 128), (7, 128, 128), "M",
-               (10, 128, 256), (12, 256, 256), (14, 256, 256), "M",
-               (17, 256, 512), (19, 512, 512), (21, 512, 512)]
+    _LAYOUT = [
+        (0, 3, 64),
+        (2, 64, 64),
+        "M",
+        (5, 64, 128),
+        (7, 128, 128),
+        "M",
+        (10, 128, 256),
+        (12, 256, 256),
+        (14, 256, 256),
+        "M",
+        (17, 256, 512),
+        (19, 512, 512),
+        (21, 512, 512),
+    ]
 
     def __init__(self):
         super().__init__()

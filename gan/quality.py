@@ -1,6 +1,6 @@
 """Quality of the shipped models, measured on held-out renders (seeds never used in training).
 
-    python -m gan.quality [--n 1000] [--json quality.json]
+    python -m stylegate.gan.quality [--n 1000] [--json quality.json]
 
 Figures:
 - classifier: per-attribute accuracy and yaw MAE on held-out renders;
@@ -19,9 +19,8 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
-
-from gan import checkpoint as ckpt
-from gan import data
+from stylegate.gan import checkpoint as ckpt
+from stylegate.gan import data
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 
@@ -35,7 +34,9 @@ def _batched(fn, x: torch.Tensor, bs: int = 64) -> torch.Tensor:
     return torch.cat([fn(x[i : i + bs]) for i in range(0, len(x), bs)])
 
 
-def kid(a: np.ndarray, b: np.ndarray, *, subsets: int = 20, subset_size: int = 200, seed: int = 0) -> float:
+def kid(
+    a: np.ndarray, b: np.ndarray, *, subsets: int = 20, subset_size: int = 200, seed: int = 0
+) -> float:
     """Kernel Inception Distance (unbiased MMD^2, cubic polynomial kernel) on any features."""
     rng = np.random.default_rng(seed)
     # standardize with the first set's statistics, so the cubic kernel sees O(1) values
@@ -50,7 +51,9 @@ def kid(a: np.ndarray, b: np.ndarray, *, subsets: int = 20, subset_size: int = 2
         kxx = (x @ x.T / d + 1) ** 3
         kyy = (y @ y.T / d + 1) ** 3
         kxy = (x @ y.T / d + 1) ** 3
-        total += (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean()
+        total += (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (
+            m * (m - 1)
+        ) - 2 * kxy.mean()
     return float(total / subsets)
 
 
@@ -91,7 +94,8 @@ def generator_quality(G, C, real: torch.Tensor, *, n: int, psi: float = 1.0) -> 
         "classifier_confidence_generated": round(confidence(fake), 4),
         "classifier_confidence_real": round(confidence(real), 4),
         "attribute_rates_generated": {
-            a: round(float(v), 3) for a, v in zip(data.ATTRIBUTES, (_batched(C, fake)[:, :nb] > 0).float().mean(0))
+            a: round(float(v), 3)
+            for a, v in zip(data.ATTRIBUTES, (_batched(C, fake)[:, :nb] > 0).float().mean(0))
         },
     }
 
@@ -137,9 +141,17 @@ def measure(
 
 
 @click.command()
-@click.option("--n", type=int, default=1000, show_default=True, help="held-out renders / generated samples")
-@click.option("--base", type=click.Path(path_type=Path, exists=True), default=CHECKPOINTS / "base.pt")
-@click.option("--classifier", type=click.Path(path_type=Path, exists=True), default=CHECKPOINTS / "classifier.pt")
+@click.option(
+    "--n", type=int, default=1000, show_default=True, help="held-out renders / generated samples"
+)
+@click.option(
+    "--base", type=click.Path(path_type=Path, exists=True), default=CHECKPOINTS / "base.pt"
+)
+@click.option(
+    "--classifier",
+    type=click.Path(path_type=Path, exists=True),
+    default=CHECKPOINTS / "classifier.pt",
+)
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None)
 def main(n: int, base: Path, classifier: Path, json_out: Path | None) -> None:
     """Measure the shipped models' quality on held-out renders."""

@@ -6,11 +6,11 @@ Every loop is resumable: it keeps its whole state (modules, optimizers, iteratio
 draws each iteration's batch and noise from seeds derived from (seed, iteration), so a run
 interrupted and resumed gives the same weights as an uninterrupted one.
 
-    python -m gan.train classifier --run runs/classifier --iters 1500
-    python -m gan.train gan --run runs/gan --kimg 150
-    python -m gan.train transfer --base checkpoints/base.pt --run runs/transfer --kimg 20
-    python -m gan.train encoder --base checkpoints/base.pt --classifier checkpoints/classifier.pt --run runs/encoder
-    python -m gan.train ship --run runs/gan --what gan --out checkpoints/base.pt
+    python -m stylegate.gan.train classifier --run runs/classifier --iters 1500
+    python -m stylegate.gan.train gan --run runs/gan --kimg 150
+    python -m stylegate.gan.train transfer --base checkpoints/base.pt --run runs/transfer --kimg 20
+    python -m stylegate.gan.train encoder --base checkpoints/base.pt --classifier checkpoints/classifier.pt --run runs/encoder
+    python -m stylegate.gan.train ship --run runs/gan --what gan --out checkpoints/base.pt
 """
 
 from __future__ import annotations
@@ -25,18 +25,21 @@ import click
 import numpy as np
 import torch
 import torch.nn.functional as F
+from stylegate.gan import checkpoint as ckpt
+from stylegate.gan import data
+from stylegate.gan import networks as N
 from tqdm import tqdm
-
-from gan import checkpoint as ckpt
-from gan import data
-from gan import networks as N
 
 
 def _batch(seed: int, it: int, n: int, style: str = "photo", size: int = 64):
     rng = np.random.default_rng([seed, it])
     seeds = rng.integers(0, data.HELDOUT_SEED_BASE, size=n)
     images, labels, yaw = data.render_batch(seeds, style=style, size=size)
-    return (torch.from_numpy(data.to_tensor_range(images)), torch.from_numpy(labels), torch.from_numpy(yaw))
+    return (
+        torch.from_numpy(data.to_tensor_range(images)),
+        torch.from_numpy(labels),
+        torch.from_numpy(yaw),
+    )
 
 
 def _seed_all(seed: int, it: int) -> torch.Generator:
@@ -119,14 +122,28 @@ class JointEncoder:
 
     E: torch.nn.Module
     opt: torch.optim.Optimizer
-    C: torch.nn.Module          # frozen classifier: its features are the perceptual loss
-    weight: float = 1.0         # of the whole reconstruction objective against the GAN loss
+    C: torch.nn.Module  # frozen classifier: its features are the perceptual loss
+    weight: float = 1.0  # of the whole reconstruction objective against the GAN loss
     w_feat: float = 0.5
     n_real: int = 16
 
 
-def gan_iteration(G, D, G_ema, opt_g, opt_d, real, *, gen, it, r1_gamma, r1_every, mixing_prob, ema_beta,
-                  joint: JointEncoder | None = None):
+def gan_iteration(
+    G,
+    D,
+    G_ema,
+    opt_g,
+    opt_d,
+    real,
+    *,
+    gen,
+    it,
+    r1_gamma,
+    r1_every,
+    mixing_prob,
+    ema_beta,
+    joint: JointEncoder | None = None,
+):
     """One G step and one D step (non-saturating loss, lazy R1, style mixing, EMA)."""
     b = real.shape[0]
     z = torch.randn(b, G.z_dim, generator=gen)
@@ -144,7 +161,9 @@ def gan_iteration(G, D, G_ema, opt_g, opt_d, real, *, gen, it, r1_gamma, r1_ever
     if joint is not None:
         x = real[: joint.n_real]
         rec = G.synthesis(joint.E(x), "const")
-        loss_rec = F.mse_loss(rec, x) + joint.w_feat * F.mse_loss(joint.C.features(rec), joint.C.features(x))
+        loss_rec = F.mse_loss(rec, x) + joint.w_feat * F.mse_loss(
+            joint.C.features(rec), joint.C.features(x)
+        )
         loss_lat = F.mse_loss(joint.E(fake.detach()), ws.detach())
         loss_total = loss_g + joint.weight * (loss_rec + loss_lat)
         joint.opt.zero_grad(set_to_none=True)
@@ -173,8 +192,8 @@ def train_gan(
     batch: int = 32,
     seed: int = 0,
     style: str = "photo",
-    init: Path | None = None,      # start from this checkpoint's G/D (transfer fine-tune)
-    resolution: int = 64,          # image size of a new model (tests train tiny ones)
+    init: Path | None = None,  # start from this checkpoint's G/D (transfer fine-tune)
+    resolution: int = 64,  # image size of a new model (tests train tiny ones)
     lr: float = 2.5e-3,
     r1_gamma: float = 0.5,
     r1_every: int = 16,
@@ -201,13 +220,18 @@ def train_gan(
     c = r1_every / (r1_every + 1)  # lazy-regularization correction of Adam's settings
     mapping_params = list(G.mapping.parameters())
     other = [p for n, p in G.named_parameters() if not n.startswith("mapping.")]
-    opt_g = torch.optim.Adam([{"params": other}, {"params": mapping_params}], lr=lr, betas=(0.0, 0.99), eps=1e-8)
+    opt_g = torch.optim.Adam(
+        [{"params": other}, {"params": mapping_params}], lr=lr, betas=(0.0, 0.99), eps=1e-8
+    )
     opt_d = torch.optim.Adam(D.parameters(), lr=lr * c, betas=(0.0, 0.99**c), eps=1e-8)
     joint = None
     if joint_classifier is not None:
         E = N.Encoder(num_ws=G.num_ws, w_dim=G.w_dim, resolution=G.resolution)
-        joint = JointEncoder(E=E, opt=torch.optim.Adam(E.parameters(), lr=lr, betas=(0.9, 0.99)),
-                             C=ckpt.load_classifier(joint_classifier))
+        joint = JointEncoder(
+            E=E,
+            opt=torch.optim.Adam(E.parameters(), lr=lr, betas=(0.9, 0.99)),
+            C=ckpt.load_classifier(joint_classifier),
+        )
     it, log = 0, []
     if state_path.exists():
         s = torch.load(state_path, weights_only=True)
@@ -226,14 +250,34 @@ def train_gan(
         extra = {}
         if joint is not None:
             recenter_encoder(joint.E, G_ema.mapping.w_avg)
-            extra = dict(E=joint.E.state_dict(), opt_e=joint.opt.state_dict(), E_config=joint.E.config)
-        ckpt.atomic_save(dict(G=G.state_dict(), D=D.state_dict(), G_ema=G_ema.state_dict(),
-                              opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict(), it=it, log=log,
-                              G_config=G.config, D_config=D.config, style=style, **extra), state_path)
+            extra = {
+                "E": joint.E.state_dict(),
+                "opt_e": joint.opt.state_dict(),
+                "E_config": joint.E.config,
+            }
+        ckpt.atomic_save(
+            dict(
+                G=G.state_dict(),
+                D=D.state_dict(),
+                G_ema=G_ema.state_dict(),
+                opt_g=opt_g.state_dict(),
+                opt_d=opt_d.state_dict(),
+                it=it,
+                log=log,
+                G_config=G.config,
+                D_config=D.config,
+                style=style,
+                **extra,
+            ),
+            state_path,
+        )
         with torch.no_grad():
-            _save_grid(G_ema(torch.randn(32, G.z_dim, generator=torch.Generator().manual_seed(123))), run / "progress.png")
+            _save_grid(
+                G_ema(torch.randn(32, G.z_dim, generator=torch.Generator().manual_seed(123))),
+                run / "progress.png",
+            )
 
-    total = int(math.ceil(kimg * 1000 / batch))
+    total = math.ceil(kimg * 1000 / batch)
     ema_beta = 0.5 ** (batch / (ema_kimg * 1000))
     clock = _Clock(save_every, minutes)
     t0 = time.monotonic()
@@ -241,8 +285,21 @@ def train_gan(
     while it < total:
         real, _, _ = _batch(seed, it, batch, style, G.resolution)
         gen = _seed_all(seed, it)
-        lg, ld = gan_iteration(G, D, G_ema, opt_g, opt_d, real, gen=gen, it=it, r1_gamma=r1_gamma,
-                               r1_every=r1_every, mixing_prob=mixing_prob, ema_beta=ema_beta, joint=joint)
+        lg, ld = gan_iteration(
+            G,
+            D,
+            G_ema,
+            opt_g,
+            opt_d,
+            real,
+            gen=gen,
+            it=it,
+            r1_gamma=r1_gamma,
+            r1_every=r1_every,
+            mixing_prob=mixing_prob,
+            ema_beta=ema_beta,
+            joint=joint,
+        )
         it += 1
         bar.update(1)
         if it % 50 == 0:
@@ -252,7 +309,7 @@ def train_gan(
             break
     bar.close()
     save()
-    return dict(iterations=it, kimg=it * batch / 1000, seconds=time.monotonic() - t0)
+    return {"iterations": it, "kimg": it * batch / 1000, "seconds": time.monotonic() - t0}
 
 
 # --------------------------------------------------------------------------- autoencoder pretraining
@@ -301,8 +358,8 @@ def train_autoencoder(
     resolution: int = 64,
     lr: float = 2e-3,
     w_feat: float = 0.5,
-    w_attr: float = 0.05,       # linear attribute probe on W: keeps labelled factors linear
-    latent_steps: int = 4,      # mapping/latent-D steps per iteration (cheap: 128-d MLPs)
+    w_attr: float = 0.05,  # linear attribute probe on W: keeps labelled factors linear
+    latent_steps: int = 4,  # mapping/latent-D steps per iteration (cheap: 128-d MLPs)
     latent_batch: int = 128,
     buffer_size: int = 4096,
     ema_kimg: float = 2.0,
@@ -332,7 +389,9 @@ def train_autoencoder(
     C = ckpt.load_classifier(classifier)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     ae_params = [p for n, p in G.named_parameters() if not n.startswith("mapping.")]
-    opt_ae = torch.optim.Adam([*ae_params, *E.parameters(), *probe.parameters()], lr=lr, betas=(0.9, 0.99))
+    opt_ae = torch.optim.Adam(
+        [*ae_params, *E.parameters(), *probe.parameters()], lr=lr, betas=(0.9, 0.99)
+    )
     # the mapping layers have lr_mul 0.01: this gives them an effective step of about 1e-3
     opt_map = torch.optim.Adam(G.mapping.parameters(), lr=0.1, betas=(0.5, 0.99))
     opt_ld = torch.optim.Adam(LD.parameters(), lr=1e-3, betas=(0.5, 0.99))
@@ -341,8 +400,16 @@ def train_autoencoder(
     if state_path.exists():
         s = torch.load(state_path, weights_only=True)
         s.setdefault("E_train", s["E"])  # states written before the shipped form was split off
-        for m, k in ((G, "G"), (G_ema, "G_ema"), (E, "E_train"), (LD, "LD"), (probe, "probe"), (opt_ae, "opt_ae"),
-                     (opt_map, "opt_map"), (opt_ld, "opt_ld")):
+        for m, k in (
+            (G, "G"),
+            (G_ema, "G_ema"),
+            (E, "E_train"),
+            (LD, "LD"),
+            (probe, "probe"),
+            (opt_ae, "opt_ae"),
+            (opt_map, "opt_map"),
+            (opt_ld, "opt_ld"),
+        ):
             m.load_state_dict(s[k])
         buffer, filled, it, log = s["buffer"], s["filled"], s["it"], s["log"]
         click.echo(f"resumed {run} at iteration {it} ({it * batch / 1000:.1f} kimg)")
@@ -351,19 +418,36 @@ def train_autoencoder(
         E_out = copy.deepcopy(E)  # the shipped form: a W code at every layer, centred on w_avg
         collapse_encoder_to_w(E_out)
         recenter_encoder(E_out, G.mapping.w_avg)
-        ckpt.atomic_save(dict(G=G.state_dict(), G_ema=G_ema.state_dict(), D=D.state_dict(), E=E_out.state_dict(),
-                              E_train=E.state_dict(),
-                              LD=LD.state_dict(), probe=probe.state_dict(), opt_ae=opt_ae.state_dict(),
-                              opt_map=opt_map.state_dict(), opt_ld=opt_ld.state_dict(), buffer=buffer,
-                              filled=filled, it=it, log=log, G_config=G.config, D_config=D.config,
-                              E_config=E.config, style="photo"), state_path)
+        ckpt.atomic_save(
+            {
+                "G": G.state_dict(),
+                "G_ema": G_ema.state_dict(),
+                "D": D.state_dict(),
+                "E": E_out.state_dict(),
+                "E_train": E.state_dict(),
+                "LD": LD.state_dict(),
+                "probe": probe.state_dict(),
+                "opt_ae": opt_ae.state_dict(),
+                "opt_map": opt_map.state_dict(),
+                "opt_ld": opt_ld.state_dict(),
+                "buffer": buffer,
+                "filled": filled,
+                "it": it,
+                "log": log,
+                "G_config": G.config,
+                "D_config": D.config,
+                "E_config": E.config,
+                "style": "photo",
+            },
+            state_path,
+        )
         with torch.no_grad():
             z = torch.randn(16, G.z_dim, generator=torch.Generator().manual_seed(123))
             real, _, _ = _batch(seed + 1, 0, 16, size=resolution)
             rec = G_ema.synthesis(E(real).mean(1, keepdim=True).expand(-1, G.num_ws, -1))
             _save_grid(torch.cat([G_ema(z), real, rec]), run / "progress.png")
 
-    total = int(math.ceil(kimg * 1000 / batch))
+    total = math.ceil(kimg * 1000 / batch)
     ema_beta = 0.5 ** (batch / (ema_kimg * 1000))
     nb = len(data.ATTRIBUTES)
     clock = _Clock(save_every, minutes)
@@ -382,7 +466,9 @@ def train_autoencoder(
             target_feat = C.features(real)
         loss_feat = F.mse_loss(C.features(rec), target_feat)
         out = probe(w)
-        loss_attr = F.binary_cross_entropy_with_logits(out[:, :nb], labels) + 0.1 * F.mse_loss(out[:, nb], yaw)
+        loss_attr = F.binary_cross_entropy_with_logits(out[:, :nb], labels) + 0.1 * F.mse_loss(
+            out[:, nb], yaw
+        )
         loss = loss_pix + w_feat * loss_feat + w_attr * loss_attr
         opt_ae.zero_grad(set_to_none=True)
         loss.backward()
@@ -399,8 +485,11 @@ def train_autoencoder(
             w_real.requires_grad_(True)
             d_real = LD(w_real)
             (grad,) = torch.autograd.grad(d_real.sum(), w_real, create_graph=True)
-            loss_ld = (F.softplus(LD(w_fake.detach())).mean() + F.softplus(-d_real).mean()
-                       + 0.5 * grad.square().sum(1).mean())
+            loss_ld = (
+                F.softplus(LD(w_fake.detach())).mean()
+                + F.softplus(-d_real).mean()
+                + 0.5 * grad.square().sum(1).mean()
+            )
             opt_ld.zero_grad(set_to_none=True)
             loss_ld.backward()
             opt_ld.step()
@@ -419,13 +508,17 @@ def train_autoencoder(
         if it % 20 == 0:
             psnr = _psnr_db(loss_pix.item())
             log.append((it, loss_pix.item(), loss_feat.item(), loss_attr.item(), loss_ld.item()))
-            bar.set_postfix(psnr=f"{psnr:.1f}", feat=f"{loss_feat.item():.3f}", attr=f"{loss_attr.item():.3f}",
-                            ld=f"{loss_ld.item():.3f}")
+            bar.set_postfix(
+                psnr=f"{psnr:.1f}",
+                feat=f"{loss_feat.item():.3f}",
+                attr=f"{loss_attr.item():.3f}",
+                ld=f"{loss_ld.item():.3f}",
+            )
         if clock.tick(save):
             break
     bar.close()
     save()
-    return dict(iterations=it, kimg=it * batch / 1000, seconds=time.monotonic() - t0)
+    return {"iterations": it, "kimg": it * batch / 1000, "seconds": time.monotonic() - t0}
 
 
 def train_transfer_paired(
@@ -471,16 +564,33 @@ def train_transfer_paired(
         click.echo(f"resumed {run} at iteration {it} ({it * batch / 1000:.1f} kimg)")
 
     def save():
-        ckpt.atomic_save(dict(G=G.state_dict(), G_ema=G_ema.state_dict(), D=D.state_dict(), opt=opt.state_dict(),
-                              it=it, log=log, G_config=G.config, D_config=D.config, style="woodblock"), state_path)
+        ckpt.atomic_save(
+            {
+                "G": G.state_dict(),
+                "G_ema": G_ema.state_dict(),
+                "D": D.state_dict(),
+                "opt": opt.state_dict(),
+                "it": it,
+                "log": log,
+                "G_config": G.config,
+                "D_config": D.config,
+                "style": "woodblock",
+            },
+            state_path,
+        )
         with torch.no_grad():
             seeds = np.arange(16) + data.HELDOUT_SEED_BASE
-            photo = torch.from_numpy(data.to_tensor_range(data.render_batch(seeds, size=G.resolution)[0]))
-            wood = torch.from_numpy(data.to_tensor_range(data.render_batch(seeds, style="woodblock",
-                                                                           size=G.resolution)[0]))
+            photo = torch.from_numpy(
+                data.to_tensor_range(data.render_batch(seeds, size=G.resolution)[0])
+            )
+            wood = torch.from_numpy(
+                data.to_tensor_range(
+                    data.render_batch(seeds, style="woodblock", size=G.resolution)[0]
+                )
+            )
             _save_grid(torch.cat([photo, G_ema.synthesis(E(photo)), wood]), run / "progress.png")
 
-    total = int(math.ceil(kimg * 1000 / batch))
+    total = math.ceil(kimg * 1000 / batch)
     ema_beta = 0.5 ** (batch / (ema_kimg * 1000))
     clock = _Clock(save_every, minutes)
     t0 = time.monotonic()
@@ -488,9 +598,12 @@ def train_transfer_paired(
     while it < total:
         rng = np.random.default_rng([seed, it])
         seeds = rng.integers(0, data.HELDOUT_SEED_BASE, size=batch)
-        photo = torch.from_numpy(data.to_tensor_range(data.render_batch(seeds, size=G.resolution)[0]))
-        wood = torch.from_numpy(data.to_tensor_range(data.render_batch(seeds, style="woodblock",
-                                                                       size=G.resolution)[0]))
+        photo = torch.from_numpy(
+            data.to_tensor_range(data.render_batch(seeds, size=G.resolution)[0])
+        )
+        wood = torch.from_numpy(
+            data.to_tensor_range(data.render_batch(seeds, style="woodblock", size=G.resolution)[0])
+        )
         for g in opt.param_groups:
             g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * it / total)))
         with torch.no_grad():
@@ -513,20 +626,31 @@ def train_transfer_paired(
             break
     bar.close()
     save()
-    return dict(iterations=it, kimg=it * batch / 1000, seconds=time.monotonic() - t0)
+    return {"iterations": it, "kimg": it * batch / 1000, "seconds": time.monotonic() - t0}
 
 
 # --------------------------------------------------------------------------- classifier
 
 
-def train_classifier(run: Path, *, iters: int, batch: int = 32, seed: int = 1, lr: float = 3e-3,
-                     minutes: float | None = None, save_every: float = 120.0, threads: int | None = None) -> dict:
+def train_classifier(
+    run: Path,
+    *,
+    iters: int,
+    batch: int = 32,
+    seed: int = 1,
+    lr: float = 3e-3,
+    minutes: float | None = None,
+    save_every: float = 120.0,
+    threads: int | None = None,
+) -> dict:
     if threads:
         torch.set_num_threads(threads)
     run.mkdir(parents=True, exist_ok=True)
     state_path = run / "state.pt"
     torch.manual_seed(seed)
-    C = N.AttributeClassifier(num_binary=len(data.ATTRIBUTES), num_regression=len(data.REGRESSIONS), width=16)
+    C = N.AttributeClassifier(
+        num_binary=len(data.ATTRIBUTES), num_regression=len(data.REGRESSIONS), width=16
+    )
     opt = torch.optim.Adam(C.parameters(), lr=lr)
     it = 0
     if state_path.exists():
@@ -536,7 +660,10 @@ def train_classifier(run: Path, *, iters: int, batch: int = 32, seed: int = 1, l
     nb = len(data.ATTRIBUTES)
 
     def save():
-        ckpt.atomic_save(dict(C=C.state_dict(), opt=opt.state_dict(), it=it, C_config=C.config), state_path)
+        ckpt.atomic_save(
+            {"C": C.state_dict(), "opt": opt.state_dict(), "it": it, "C_config": C.config},
+            state_path,
+        )
 
     clock = _Clock(save_every, minutes)
     bar = tqdm(total=iters, initial=it, desc="classifier", unit="it", mininterval=5)
@@ -546,7 +673,9 @@ def train_classifier(run: Path, *, iters: int, batch: int = 32, seed: int = 1, l
             g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * it / iters))
         out = C(x)
         # yaw is easy and large-valued: down-weighted so the small features (eyes, mouth) get learned
-        loss = F.binary_cross_entropy_with_logits(out[:, :nb], labels) + 0.1 * F.mse_loss(out[:, nb], yaw)
+        loss = F.binary_cross_entropy_with_logits(out[:, :nb], labels) + 0.1 * F.mse_loss(
+            out[:, nb], yaw
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -558,7 +687,7 @@ def train_classifier(run: Path, *, iters: int, batch: int = 32, seed: int = 1, l
             break
     bar.close()
     save()
-    return dict(iterations=it)
+    return {"iterations": it}
 
 
 # --------------------------------------------------------------------------- encoder
@@ -570,15 +699,15 @@ def train_encoder(
     base: Path,
     classifier: Path,
     iters: int,
-    batch: int = 8,             # real renders per iteration
-    synthetic: int = 16,        # generated samples per iteration (latent regression)
+    batch: int = 8,  # real renders per iteration
+    synthetic: int = 16,  # generated samples per iteration (latent regression)
     seed: int = 2,
     lr: float = 5e-4,
     w_pix: float = 1.0,
     w_feat: float = 0.5,
     w_adv: float = 0.05,
-    w_latent: float = 1.0,      # latent regression on G's own samples (known w)
-    adv_every: int = 4,         # adversarial term and D update every this many iterations
+    w_latent: float = 1.0,  # latent regression on G's own samples (known w)
+    adv_every: int = 4,  # adversarial term and D update every this many iterations
     d_lr: float = 4e-4,
     minutes: float | None = None,
     save_every: float = 120.0,
@@ -613,8 +742,17 @@ def train_encoder(
         it = s["it"]
 
     def save():
-        ckpt.atomic_save(dict(E=E.state_dict(), D=D.state_dict(), opt_e=opt_e.state_dict(),
-                              opt_d=opt_d.state_dict(), it=it, E_config=E.config), state_path)
+        ckpt.atomic_save(
+            {
+                "E": E.state_dict(),
+                "D": D.state_dict(),
+                "opt_e": opt_e.state_dict(),
+                "opt_d": opt_d.state_dict(),
+                "it": it,
+                "E_config": E.config,
+            },
+            state_path,
+        )
 
     clock = _Clock(save_every, minutes)
     bar = tqdm(total=iters, initial=it, desc="encoder", unit="it", mininterval=5)
@@ -624,10 +762,14 @@ def train_encoder(
         for g in opt_e.param_groups:
             g["lr"] = lr * min(1.0, 0.5 * (1 + math.cos(math.pi * it / iters)) + 0.05)
         with torch.no_grad():  # W+ targets: half plain W, half style-mixed
-            w = G.mapping(torch.randn(synthetic, G.z_dim, generator=gen))[:, None].repeat(1, G.num_ws, 1)
+            w = G.mapping(torch.randn(synthetic, G.z_dim, generator=gen))[:, None].repeat(
+                1, G.num_ws, 1
+            )
             w2 = G.mapping(torch.randn(synthetic, G.z_dim, generator=gen))
             cut = torch.randint(1, G.num_ws, (synthetic,), generator=gen)
-            mix = (torch.arange(G.num_ws)[None] >= cut[:, None]) & (torch.rand(synthetic, 1, generator=gen) < 0.5)
+            mix = (torch.arange(G.num_ws)[None] >= cut[:, None]) & (
+                torch.rand(synthetic, 1, generator=gen) < 0.5
+            )
             w = torch.where(mix[..., None], w2[:, None], w)
             synth = G.synthesis(w, "const", fused=True)
         ws = E(torch.cat([real, synth]))
@@ -656,12 +798,14 @@ def train_encoder(
         bar.update(1)
         if it % 10 == 0:
             psnr = _psnr_db(loss_pix.item())
-            bar.set_postfix(pix=f"{loss_pix.item():.4f}", psnr=f"{psnr:.1f}", lat=f"{loss_lat.item():.4f}")
+            bar.set_postfix(
+                pix=f"{loss_pix.item():.4f}", psnr=f"{psnr:.1f}", lat=f"{loss_lat.item():.4f}"
+            )
         if clock.tick(save):
             break
     bar.close()
     save()
-    return dict(iterations=it)
+    return {"iterations": it}
 
 
 # --------------------------------------------------------------------------- CLI
@@ -673,9 +817,17 @@ def cli() -> None:
 
 
 _common = [
-    click.option("--run", "run", type=click.Path(path_type=Path), required=True, help="run directory (state.pt)"),
+    click.option(
+        "--run",
+        "run",
+        type=click.Path(path_type=Path),
+        required=True,
+        help="run directory (state.pt)",
+    ),
     click.option("--seed", type=int, default=None),
-    click.option("--minutes", type=float, default=None, help="stop (and save) after this many minutes"),
+    click.option(
+        "--minutes", type=float, default=None, help="stop (and save) after this many minutes"
+    ),
     click.option("--save-every", type=float, default=120.0, help="seconds between checkpoints"),
     click.option("--threads", type=int, default=None, help="torch intra-op threads"),
 ]
@@ -698,25 +850,60 @@ def _kw(seed, default, **kw):
 @click.option("--batch", type=int, default=32)
 @click.option("--lr", type=float, default=2e-3, show_default=True)
 @click.option("--r1-gamma", type=float, default=1.0, show_default=True)
-@click.option("--joint-encoder", "joint_classifier", type=click.Path(path_type=Path, exists=True), default=None,
-              help="classifier checkpoint: train the encoder jointly (reconstruction of real renders)")
+@click.option(
+    "--joint-encoder",
+    "joint_classifier",
+    type=click.Path(path_type=Path, exists=True),
+    default=None,
+    help="classifier checkpoint: train the encoder jointly (reconstruction of real renders)",
+)
 def gan(run, seed, minutes, save_every, threads, kimg, batch, lr, r1_gamma, joint_classifier):
     """Train the base GAN on photo-style renders."""
-    click.echo(train_gan(run, **_kw(seed, 0, kimg=kimg, batch=batch, minutes=minutes, save_every=save_every,
-                                     threads=threads, lr=lr, r1_gamma=r1_gamma,
-                                     joint_classifier=joint_classifier)))
+    click.echo(
+        train_gan(
+            run,
+            **_kw(
+                seed,
+                0,
+                kimg=kimg,
+                batch=batch,
+                minutes=minutes,
+                save_every=save_every,
+                threads=threads,
+                lr=lr,
+                r1_gamma=r1_gamma,
+                joint_classifier=joint_classifier,
+            ),
+        )
+    )
 
 
 @cli.command()
 @common
-@click.option("--classifier", "classifier_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option(
+    "--classifier", "classifier_path", type=click.Path(path_type=Path, exists=True), required=True
+)
 @click.option("--kimg", type=float, default=200.0, help="thousands of real images to show")
 @click.option("--batch", type=int, default=32)
 @click.option("--lr", type=float, default=2e-3, show_default=True)
 def autoencoder(run, seed, minutes, save_every, threads, classifier_path, kimg, batch, lr):
     """Pretrain synthesis + encoder as an autoencoder through W, mapping as a latent GAN."""
-    click.echo(train_autoencoder(run, **_kw(seed, 4, classifier=classifier_path, kimg=kimg, batch=batch, lr=lr,
-                                             minutes=minutes, save_every=save_every, threads=threads)))
+    click.echo(
+        train_autoencoder(
+            run,
+            **_kw(
+                seed,
+                4,
+                classifier=classifier_path,
+                kimg=kimg,
+                batch=batch,
+                lr=lr,
+                minutes=minutes,
+                save_every=save_every,
+                threads=threads,
+            ),
+        )
+    )
 
 
 @cli.command()
@@ -724,20 +911,60 @@ def autoencoder(run, seed, minutes, save_every, threads, classifier_path, kimg, 
 @click.option("--base", type=click.Path(path_type=Path, exists=True), required=True)
 @click.option("--kimg", type=float, default=20.0)
 @click.option("--batch", type=int, default=32)
-@click.option("--classifier", "classifier_path", type=click.Path(path_type=Path, exists=True), default=None,
-              help="paired fine-tune (default when given): base encoder + pixel/perceptual loss")
-@click.option("--adversarial", is_flag=True, help="fine-tune with the GAN loss instead of paired renders")
-def transfer(run, seed, minutes, save_every, threads, base, kimg, batch, classifier_path, adversarial):
+@click.option(
+    "--classifier",
+    "classifier_path",
+    type=click.Path(path_type=Path, exists=True),
+    default=None,
+    help="paired fine-tune (default when given): base encoder + pixel/perceptual loss",
+)
+@click.option(
+    "--adversarial", is_flag=True, help="fine-tune with the GAN loss instead of paired renders"
+)
+def transfer(
+    run, seed, minutes, save_every, threads, base, kimg, batch, classifier_path, adversarial
+):
     """Fine-tune the base GAN on woodblock-style renders (the transfer domain)."""
     if adversarial:
-        click.echo(train_gan(run, **_kw(seed, 3, kimg=kimg, batch=batch, style="woodblock", init=base, lr=1e-3,
-                                         minutes=minutes, save_every=save_every, threads=threads, ema_kimg=2.0)))
+        click.echo(
+            train_gan(
+                run,
+                **_kw(
+                    seed,
+                    3,
+                    kimg=kimg,
+                    batch=batch,
+                    style="woodblock",
+                    init=base,
+                    lr=1e-3,
+                    minutes=minutes,
+                    save_every=save_every,
+                    threads=threads,
+                    ema_kimg=2.0,
+                ),
+            )
+        )
         return
     if classifier_path is None:
-        raise click.UsageError("--classifier is required for the paired fine-tune (or pass --adversarial)")
-    click.echo(train_transfer_paired(run, **_kw(seed, 3, base=base, classifier=classifier_path, kimg=kimg,
-                                                 batch=batch, minutes=minutes, save_every=save_every,
-                                                 threads=threads)))
+        raise click.UsageError(
+            "--classifier is required for the paired fine-tune (or pass --adversarial)"
+        )
+    click.echo(
+        train_transfer_paired(
+            run,
+            **_kw(
+                seed,
+                3,
+                base=base,
+                classifier=classifier_path,
+                kimg=kimg,
+                batch=batch,
+                minutes=minutes,
+                save_every=save_every,
+                threads=threads,
+            ),
+        )
+    )
 
 
 @cli.command()
@@ -745,24 +972,52 @@ def transfer(run, seed, minutes, save_every, threads, base, kimg, batch, classif
 @click.option("--iters", type=int, default=2500)
 def classifier(run, seed, minutes, save_every, threads, iters):
     """Train the attribute classifier (its trunk is the perceptual feature network)."""
-    click.echo(train_classifier(run, **_kw(seed, 1, iters=iters, minutes=minutes, save_every=save_every,
-                                            threads=threads)))
+    click.echo(
+        train_classifier(
+            run,
+            **_kw(seed, 1, iters=iters, minutes=minutes, save_every=save_every, threads=threads),
+        )
+    )
 
 
 @cli.command()
 @common
 @click.option("--base", type=click.Path(path_type=Path, exists=True), required=True)
-@click.option("--classifier", "classifier_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option(
+    "--classifier", "classifier_path", type=click.Path(path_type=Path, exists=True), required=True
+)
 @click.option("--iters", type=int, default=3000)
 @click.option("--batch", type=int, default=8)
 @click.option("--lr", type=float, default=5e-4, show_default=True)
-@click.option("--adv-weight", type=float, default=0.05, show_default=True,
-              help="weight of the adversarial term (the discriminator keeps training)")
-def encoder(run, seed, minutes, save_every, threads, base, classifier_path, iters, batch, lr, adv_weight):
+@click.option(
+    "--adv-weight",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="weight of the adversarial term (the discriminator keeps training)",
+)
+def encoder(
+    run, seed, minutes, save_every, threads, base, classifier_path, iters, batch, lr, adv_weight
+):
     """Train the domain-guided encoder (IDInvert objective) against the base generator."""
-    click.echo(train_encoder(run, **_kw(seed, 2, base=base, classifier=classifier_path, iters=iters, batch=batch,
-                                         lr=lr, w_adv=adv_weight, minutes=minutes, save_every=save_every,
-                                         threads=threads)))
+    click.echo(
+        train_encoder(
+            run,
+            **_kw(
+                seed,
+                2,
+                base=base,
+                classifier=classifier_path,
+                iters=iters,
+                batch=batch,
+                lr=lr,
+                w_adv=adv_weight,
+                minutes=minutes,
+                save_every=save_every,
+                threads=threads,
+            ),
+        )
+    )
 
 
 @cli.command()

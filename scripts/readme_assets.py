@@ -28,7 +28,9 @@ def run(*args: str) -> None:
     subprocess.run(list(args), check=True, cwd=ROOT)
 
 
-def grid(paths: list[Path], cols: int, scale: int = 2, labels: list[str] | None = None) -> Image.Image:
+def grid(
+    paths: list[Path], cols: int, scale: int = 2, labels: list[str] | None = None
+) -> Image.Image:
     imgs = [Image.open(p).convert("RGB") for p in paths]
     w, h = imgs[0].size
     rows = -(-len(imgs) // cols)
@@ -39,15 +41,18 @@ def grid(paths: list[Path], cols: int, scale: int = 2, labels: list[str] | None 
 
 
 def main() -> None:
+    from stylegate.gan import data
+
     from bench.targets import gateway
-    from gan import data
 
     OUT.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="stylegate-assets-"))
     stylegate = str(BIN / "stylegate")
 
     # model side: faces straight from the checkpoint
-    run(sys.executable, "-m", "gan.generate", "--seeds", "0-15", "--out", str(tmp / "gan"))
+    run(
+        sys.executable, "-m", "stylegate.gan.generate", "--seeds", "0-15", "--out", str(tmp / "gan")
+    )
     grid(sorted((tmp / "gan").glob("seed*.png")), 8, 3).save(OUT / "generated_seeds_0-15.png")
 
     # a held-out "real" face to invert
@@ -57,21 +62,95 @@ def main() -> None:
     with gateway(ROOT / "model_repository") as (address, _):
         s = ["--server", address]
         run(stylegate, "generate", "--seeds", "0-7", "--out", str(tmp / "gen"), *s)
-        run(stylegate, "generate", "--seeds", "0-7", "--truncation", "0.6", "--out", str(tmp / "gen_trunc"), *s)
+        run(
+            stylegate,
+            "generate",
+            "--seeds",
+            "0-7",
+            "--truncation",
+            "0.6",
+            "--out",
+            str(tmp / "gen_trunc"),
+            *s,
+        )
         run(stylegate, "invert", str(tmp / "face.png"), "--out", str(tmp / "inv"), *s)
-        run(stylegate, "invert", str(tmp / "face.png"), "--method", "encoder", "--out", str(tmp / "inv_enc"), *s)
+        run(
+            stylegate,
+            "invert",
+            str(tmp / "face.png"),
+            "--method",
+            "encoder",
+            "--out",
+            str(tmp / "inv_enc"),
+            *s,
+        )
         latent = next((tmp / "inv").glob("*.npy"))
         for direction in ("smile", "eyeglasses", "blond_hair"):
             for strength in ("-3", "3"):
-                run(stylegate, "edit", str(latent), "--direction", direction, "--strength", strength,
-                    "--out", str(tmp / f"edit_{direction}_{strength}"), *s)
-        run(stylegate, "mix", "--a", "3", "--b", "11", "--layers", "0:4", "--out", str(tmp / "mix"), *s)
-        run(stylegate, "interpolate", "--start", "3", "--end", "11", "--frames", "16",
-            "--out", str(OUT / "interpolate_3_11.gif"), *s)
+                run(
+                    stylegate,
+                    "edit",
+                    str(latent),
+                    "--direction",
+                    direction,
+                    "--strength",
+                    strength,
+                    "--out",
+                    str(tmp / f"edit_{direction}_{strength}"),
+                    *s,
+                )
+        run(
+            stylegate,
+            "mix",
+            "--a",
+            "3",
+            "--b",
+            "11",
+            "--layers",
+            "0:4",
+            "--out",
+            str(tmp / "mix"),
+            *s,
+        )
+        run(
+            stylegate,
+            "interpolate",
+            "--start",
+            "3",
+            "--end",
+            "11",
+            "--frames",
+            "16",
+            "--out",
+            str(OUT / "interpolate_3_11.gif"),
+            *s,
+        )
         run(stylegate, "batch", "--seeds", "0-63", "--out", str(tmp / "batch"), *s)
-        run(stylegate, "generate", "--seeds", "0-7", "--model", "blend", "--out", str(tmp / "gen_blend"), *s)
-        run(stylegate, "edit", str(latent), "--direction", "smile", "--strength", "0", "--model", "blend",
-            "--out", str(tmp / "toonify"), *s)
+        run(
+            stylegate,
+            "generate",
+            "--seeds",
+            "0-7",
+            "--model",
+            "blend",
+            "--out",
+            str(tmp / "gen_blend"),
+            *s,
+        )
+        run(
+            stylegate,
+            "edit",
+            str(latent),
+            "--direction",
+            "smile",
+            "--strength",
+            "0",
+            "--model",
+            "blend",
+            "--out",
+            str(tmp / "toonify"),
+            *s,
+        )
 
     def pngs(d: str) -> list[Path]:
         return sorted(p for p in (tmp / d).glob("*.png") if "original" not in p.name)
@@ -91,16 +170,48 @@ def main() -> None:
     # layer swapping: base, transfer, blends at two swap resolutions, same seeds
     rows = []
     for name, ckpt in (("base", "checkpoints/base.pt"), ("transfer", "checkpoints/transfer.pt")):
-        run(sys.executable, "-m", "gan.generate", "--seeds", "0-7", "--checkpoint", ckpt, "--out", str(tmp / name))
+        run(
+            sys.executable,
+            "-m",
+            "stylegate.gan.generate",
+            "--seeds",
+            "0-7",
+            "--checkpoint",
+            ckpt,
+            "--out",
+            str(tmp / name),
+        )
         rows.append(name)
     for r in (8, 32):
         blend = tmp / f"blend{r}.pt"
-        run(stylegate, "export", "blend", "--base", "checkpoints/base.pt", "--transfer", "checkpoints/transfer.pt",
-            "--swap-resolution", str(r), "--out", str(blend))
-        run(sys.executable, "-m", "gan.generate", "--seeds", "0-7", "--checkpoint", str(blend),
-            "--out", str(tmp / f"blend{r}"))
+        run(
+            stylegate,
+            "export",
+            "blend",
+            "--base",
+            "checkpoints/base.pt",
+            "--transfer",
+            "checkpoints/transfer.pt",
+            "--swap-resolution",
+            str(r),
+            "--out",
+            str(blend),
+        )
+        run(
+            sys.executable,
+            "-m",
+            "stylegate.gan.generate",
+            "--seeds",
+            "0-7",
+            "--checkpoint",
+            str(blend),
+            "--out",
+            str(tmp / f"blend{r}"),
+        )
         rows.append(f"blend{r}")
-    grid([p for row in rows for p in sorted((tmp / row).glob("seed*.png"))], 8, 2).save(OUT / "layer_swap.png")
+    grid([p for row in rows for p in sorted((tmp / row).glob("seed*.png"))], 8, 2).save(
+        OUT / "layer_swap.png"
+    )
     print("wrote", sorted(p.name for p in OUT.iterdir()))
 
 

@@ -13,8 +13,13 @@ import grpc
 import numpy as np
 from PIL import Image
 
-SERVER_OPTION = click.option("--server", default="localhost:50051", show_default=True,
-                             envvar="STYLEGATE_SERVER", help="gateway address HOST:PORT")
+SERVER_OPTION = click.option(
+    "--server",
+    default="localhost:50051",
+    show_default=True,
+    envvar="STYLEGATE_SERVER",
+    help="gateway address HOST:PORT",
+)
 MODEL_OPTION = click.option("--model", default="", help="generator (default: the repository's)")
 
 
@@ -34,7 +39,9 @@ def parse_seeds(spec: str) -> list[int]:
             else:
                 seeds.append(int(part))
         except ValueError:
-            raise click.BadParameter(f"{part!r} is not a seed or range", param_hint="--seeds") from None
+            raise click.BadParameter(
+                f"{part!r} is not a seed or range", param_hint="--seeds"
+            ) from None
     if not seeds:
         raise click.BadParameter("no seeds given", param_hint="--seeds")
     return seeds
@@ -62,7 +69,7 @@ def load_latent(spec: str):
 
 def save_image(img, path: Path) -> None:
     """Write a response image as PNG (raw tensors are converted)."""
-    from service.client import image_array
+    from stylegate.service.client import image_array
 
     Image.fromarray(image_array(img)).save(path)
 
@@ -73,7 +80,7 @@ def fail(err: grpc.RpcError) -> None:
 
 
 def _client(server: str, timeout: float | None = None):
-    from service.client import StylegateClient
+    from stylegate.service.client import StylegateClient
 
     return StylegateClient(server, timeout=timeout)
 
@@ -81,8 +88,12 @@ def _client(server: str, timeout: float | None = None):
 @click.command()
 @click.option("--port", type=int, default=None, help="gRPC port [50051]")
 @click.option("--host", default=None, help="bind address [0.0.0.0]")
-@click.option("--metrics-port", type=int, default=None, help="Prometheus /metrics port, 0 = off [9090]")
-@click.option("--backend", type=click.Choice(["embedded", "triton"]), default=None, help="[embedded]")
+@click.option(
+    "--metrics-port", type=int, default=None, help="Prometheus /metrics port, 0 = off [9090]"
+)
+@click.option(
+    "--backend", type=click.Choice(["embedded", "triton"]), default=None, help="[embedded]"
+)
 @click.option("--triton-url", default=None, help="Triton gRPC HOST:PORT [localhost:8001]")
 @click.option("--model-repository", default=None, help="[model_repository]")
 @click.option("--intra-op-threads", type=int, default=None, help="onnxruntime threads per run [2]")
@@ -92,9 +103,9 @@ def _client(server: str, timeout: float | None = None):
 @click.option("--log-level", default=None, help="[INFO]")
 def serve(**flags) -> None:
     """Run the gateway (flags override STYLEGATE_* environment variables)."""
-    from service import logs
-    from service.server import serve as run
-    from service.settings import Settings
+    from stylegate.service import logs
+    from stylegate.service.server import serve as run
+    from stylegate.service.settings import Settings
 
     settings = Settings.load(**flags)
     logs.configure(settings.log_level, json_lines=settings.log_json)
@@ -117,7 +128,9 @@ def generate(seeds: str, out: Path, truncation: float | None, model: str, server
         try:
             with tqdm(total=len(seed_list), desc="generate", unit="img") as bar:
                 for lo in range(0, len(seed_list), 16):
-                    for item in c.generate(seed_list[lo : lo + 16], model=model, truncation=truncation):
+                    for item in c.generate(
+                        seed_list[lo : lo + 16], model=model, truncation=truncation
+                    ):
                         save_image(item.image, out / f"seed{item.seed:04d}.png")
                         bar.update(1)
         except grpc.RpcError as err:
@@ -128,22 +141,38 @@ def generate(seeds: str, out: Path, truncation: float | None, model: str, server
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True)
-@click.option("--method", type=click.Choice(["in_domain", "optimize", "encoder"]), default="in_domain",
-              show_default=True)
+@click.option(
+    "--method",
+    type=click.Choice(["in_domain", "optimize", "encoder"]),
+    default="in_domain",
+    show_default=True,
+)
 @click.option("--steps", type=int, default=None, help="max steps (default 100, early stopping on)")
 @click.option("--lr", "learning_rate", type=float, default=None, help="peak learning rate")
 @click.option("--space", type=click.Choice(["w", "w_plus"]), default=None)
-@click.option("--concurrency", type=int, default=4, show_default=True,
-              help="images inverted at once (the gateway batches their steps)")
+@click.option(
+    "--concurrency",
+    type=int,
+    default=4,
+    show_default=True,
+    help="images inverted at once (the gateway batches their steps)",
+)
 @MODEL_OPTION
 @SERVER_OPTION
-def invert(images: tuple[Path, ...], out: Path, method: str, steps: int | None,
-           learning_rate: float | None, space: str | None, concurrency: int, model: str,
-           server: str) -> None:
+def invert(
+    images: tuple[Path, ...],
+    out: Path,
+    method: str,
+    steps: int | None,
+    learning_rate: float | None,
+    space: str | None,
+    concurrency: int,
+    model: str,
+    server: str,
+) -> None:
     """Invert images: writes NAME.png (reconstruction) and NAME.npy (W+ latent)."""
+    from stylegate.service.client import tensor_to_array
     from tqdm import tqdm
-
-    from service.client import tensor_to_array
 
     out.mkdir(parents=True, exist_ok=True)
     total = (steps if steps is not None else 100) if method != "encoder" else 0
@@ -157,15 +186,24 @@ def invert(images: tuple[Path, ...], out: Path, method: str, steps: int | None,
             bar.set_postfix(loss=f"{p.loss:.4f}", refresh=False)
             bar.refresh()
 
-        r = c.invert(path.read_bytes(), model=model, method=method, steps=steps,
-                     learning_rate=learning_rate, space=space, on_progress=progress)
+        r = c.invert(
+            path.read_bytes(),
+            model=model,
+            method=method,
+            steps=steps,
+            learning_rate=learning_rate,
+            space=space,
+            on_progress=progress,
+        )
         bar.close()
         save_image(r.reconstruction, out / f"{path.stem}.png")
         np.save(out / f"{path.stem}.npy", tensor_to_array(r.ws))
         q = r.quality
-        return (f"{path.name}: {r.steps} steps{' (early stop)' if r.early_stopped else ''}, "
-                f"PSNR {q.psnr:.2f} dB, SSIM {q.ssim:.3f}, perceptual {q.perceptual_distance:.4f}, "
-                f"in-domain {q.in_domain_score:.3f}, {r.seconds:.2f}s")
+        return (
+            f"{path.name}: {r.steps} steps{' (early stop)' if r.early_stopped else ''}, "
+            f"PSNR {q.psnr:.2f} dB, SSIM {q.ssim:.3f}, perceptual {q.perceptual_distance:.4f}, "
+            f"in-domain {q.in_domain_score:.3f}, {r.seconds:.2f}s"
+        )
 
     with _client(server) as c, concurrent.futures.ThreadPoolExecutor(max(1, concurrency)) as pool:
         futures = [pool.submit(one, p, c) for p in images]
@@ -179,20 +217,40 @@ def invert(images: tuple[Path, ...], out: Path, method: str, steps: int | None,
 
 @click.command()
 @click.argument("source")
-@click.option("--direction", "directions", multiple=True, required=True, help="named direction (repeatable)")
-@click.option("--strength", "strengths", type=float, multiple=True, default=(3.0,), show_default=True,
-              help="in standard deviations (one, or one per --direction)")
+@click.option(
+    "--direction", "directions", multiple=True, required=True, help="named direction (repeatable)"
+)
+@click.option(
+    "--strength",
+    "strengths",
+    type=float,
+    multiple=True,
+    default=(3.0,),
+    show_default=True,
+    help="in standard deviations (one, or one per --direction)",
+)
 @click.option("--layers", default=None, help="layer range START:STOP (default: the direction's)")
-@click.option("--condition-on", multiple=True, help="directions to keep unchanged (conditional edit)")
+@click.option(
+    "--condition-on", multiple=True, help="directions to keep unchanged (conditional edit)"
+)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--steps", type=int, default=None, help="inversion steps when SOURCE is an image")
 @MODEL_OPTION
 @SERVER_OPTION
-def edit(source: str, directions: tuple[str, ...], strengths: tuple[float, ...], layers: str | None,
-         condition_on: tuple[str, ...], out: Path, steps: int | None, model: str, server: str) -> None:
+def edit(
+    source: str,
+    directions: tuple[str, ...],
+    strengths: tuple[float, ...],
+    layers: str | None,
+    condition_on: tuple[str, ...],
+    out: Path,
+    steps: int | None,
+    model: str,
+    server: str,
+) -> None:
     """Edit SOURCE (an image, inverted first; a .npy latent; or a seed) along directions."""
-    from protos.stylegate.v1 import stylegate_pb2 as pb
-    from service.client import tensor_to_array
+    from stylegate.protos.v1 import stylegate_pb2 as pb
+    from stylegate.service.client import tensor_to_array
 
     if len(strengths) not in (1, len(directions)):
         raise click.BadParameter("give one --strength or one per --direction")
@@ -210,8 +268,14 @@ def edit(source: str, directions: tuple[str, ...], strengths: tuple[float, ...],
     stem = path.stem if path.exists() else f"seed{source}"
     with _client(server) as c:
         try:
-            r = c.edit(src, ops, model=model, include_original=True, return_latent=True,
-                       invert_options={"steps": steps})
+            r = c.edit(
+                src,
+                ops,
+                model=model,
+                include_original=True,
+                return_latent=True,
+                invert_options={"steps": steps},
+            )
         except grpc.RpcError as err:
             fail(err)
     tag = "_".join(f"{d}{s:+g}" for d, s in zip(directions, strengths))
@@ -233,7 +297,9 @@ def mix(a: str, b: str, layers: str | None, out: Path, model: str, server: str) 
     out.mkdir(parents=True, exist_ok=True)
     with _client(server) as c:
         try:
-            r = c.style_mix(load_latent(a), load_latent(b), model=model, layers=parse_layers(layers))
+            r = c.style_mix(
+                load_latent(a), load_latent(b), model=model, layers=parse_layers(layers)
+            )
         except grpc.RpcError as err:
             fail(err)
     name = f"mix_{Path(a).stem}_{Path(b).stem}.png"
@@ -247,17 +313,22 @@ def mix(a: str, b: str, layers: str | None, out: Path, model: str, server: str) 
 @click.option("--frames", type=int, default=16, show_default=True)
 @click.option("--mode", type=click.Choice(["lerp", "slerp"]), default="lerp", show_default=True)
 @click.option("--fps", type=float, default=12.0, show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="a .gif file or a directory")
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="a .gif file or a directory"
+)
 @MODEL_OPTION
 @SERVER_OPTION
-def interpolate(start: str, end: str, frames: int, mode: str, fps: float, out: Path, model: str,
-                server: str) -> None:
+def interpolate(
+    start: str, end: str, frames: int, mode: str, fps: float, out: Path, model: str, server: str
+) -> None:
     """Interpolate between two latents; writes an animated GIF."""
-    from service.client import image_array
+    from stylegate.service.client import image_array
 
     with _client(server) as c:
         try:
-            r = c.interpolate(load_latent(start), load_latent(end), frames=frames, mode=mode, model=model)
+            r = c.interpolate(
+                load_latent(start), load_latent(end), frames=frames, mode=mode, model=model
+            )
         except grpc.RpcError as err:
             fail(err)
     if out.suffix.lower() != ".gif":
@@ -266,8 +337,9 @@ def interpolate(start: str, end: str, frames: int, mode: str, fps: float, out: P
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
     pics = [Image.fromarray(image_array(f)) for f in r.frames]
-    pics[0].save(out, save_all=True, append_images=pics[1:] + pics[-2:0:-1],
-                 duration=int(1000 / fps), loop=0)
+    pics[0].save(
+        out, save_all=True, append_images=pics[1:] + pics[-2:0:-1], duration=int(1000 / fps), loop=0
+    )
     click.echo(f"wrote {out} ({len(pics)} frames)")
 
 
@@ -279,8 +351,15 @@ def interpolate(start: str, end: str, frames: int, mode: str, fps: float, out: P
 @click.option("--restart", is_flag=True, help="ignore OUT/.resume and start from the first seed")
 @MODEL_OPTION
 @SERVER_OPTION
-def batch(seeds: str, out: Path, chunk_size: int, truncation: float | None, restart: bool,
-          model: str, server: str) -> None:
+def batch(
+    seeds: str,
+    out: Path,
+    chunk_size: int,
+    truncation: float | None,
+    restart: bool,
+    model: str,
+    server: str,
+) -> None:
     """Bulk generation; interrupted runs resume from OUT/.resume."""
     from tqdm import tqdm
 
@@ -292,8 +371,9 @@ def batch(seeds: str, out: Path, chunk_size: int, truncation: float | None, rest
     spec = range(seed_list[0], seed_list[-1] + 1) if is_range else seed_list
     with _client(server) as c, tqdm(total=len(seed_list), desc="batch", unit="img") as bar:
         try:
-            for chunk in c.batch_generate(spec, model=model, chunk_size=chunk_size,
-                                          truncation=truncation, resume_token=token):
+            for chunk in c.batch_generate(
+                spec, model=model, chunk_size=chunk_size, truncation=truncation, resume_token=token
+            ):
                 for item in chunk.images:
                     save_image(item.image, out / f"seed{item.seed:04d}.png")
                 marker.write_text(chunk.resume_token)
@@ -318,6 +398,7 @@ def directions(model: str, server: str) -> None:
     for d in found:
         stats = ", ".join(f"{k} {v:.3g}" for k, v in sorted(d.stats.items()))
         attr = f" attribute={d.attribute}" if d.attribute else ""
-        click.echo(f"{d.name:20s} {d.method:12s} std {d.std:.3g} layers [{d.layer_start}, "
-                   f"{d.layer_stop}){attr}{'  ' + stats if stats else ''}")
-
+        click.echo(
+            f"{d.name:20s} {d.method:12s} std {d.std:.3g} layers [{d.layer_start}, "
+            f"{d.layer_stop}){attr}{'  ' + stats if stats else ''}"
+        )

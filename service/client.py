@@ -1,9 +1,9 @@
 """A small synchronous Python client of the stylegate gateway (what the CLI uses).
 
-    with StylegateClient("localhost:50051") as c:
-        images = c.generate([0, 1, 2], truncation=0.7)
-        result = c.invert(open("face.png", "rb").read(), on_progress=print)
-        edited = c.edit(tensor_to_array(result.ws), [("smile", 3.0)])
+with StylegateClient("localhost:50051") as c:
+    images = c.generate([0, 1, 2], truncation=0.7)
+    result = c.invert(open("face.png", "rb").read(), on_progress=print)
+    edited = c.edit(tensor_to_array(result.ws), [("smile", 3.0)])
 """
 
 from __future__ import annotations
@@ -13,16 +13,26 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import grpc
 import numpy as np
-
-from protos.stylegate.v1 import stylegate_pb2 as pb
-from protos.stylegate.v1 import stylegate_pb2_grpc as pb_grpc
+from stylegate.protos.v1 import stylegate_pb2 as pb
+from stylegate.protos.v1 import stylegate_pb2_grpc as pb_grpc
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-FORMATS = {"png": pb.IMAGE_FORMAT_PNG, "jpeg": pb.IMAGE_FORMAT_JPEG, "webp": pb.IMAGE_FORMAT_WEBP,
-           "raw": pb.IMAGE_FORMAT_RAW}
-METHODS = {"in_domain": pb.INVERSION_METHOD_IN_DOMAIN, "optimize": pb.INVERSION_METHOD_OPTIMIZE,
-           "encoder": pb.INVERSION_METHOD_ENCODER}
-SPACES = {None: pb.LATENT_SPACE_UNSPECIFIED, "w": pb.LATENT_SPACE_W, "w_plus": pb.LATENT_SPACE_W_PLUS}
+FORMATS = {
+    "png": pb.IMAGE_FORMAT_PNG,
+    "jpeg": pb.IMAGE_FORMAT_JPEG,
+    "webp": pb.IMAGE_FORMAT_WEBP,
+    "raw": pb.IMAGE_FORMAT_RAW,
+}
+METHODS = {
+    "in_domain": pb.INVERSION_METHOD_IN_DOMAIN,
+    "optimize": pb.INVERSION_METHOD_OPTIMIZE,
+    "encoder": pb.INVERSION_METHOD_ENCODER,
+}
+SPACES = {
+    None: pb.LATENT_SPACE_UNSPECIFIED,
+    "w": pb.LATENT_SPACE_W,
+    "w_plus": pb.LATENT_SPACE_W_PLUS,
+}
 NOISE = {"const": pb.NOISE_MODE_CONST, "none": pb.NOISE_MODE_NONE}
 INTERPOLATION = {"lerp": pb.INTERPOLATION_MODE_LERP, "slerp": pb.INTERPOLATION_MODE_SLERP}
 
@@ -84,14 +94,22 @@ def image_array(img: pb.Image) -> np.ndarray:
 
 
 class StylegateClient:
-    def __init__(self, address: str = "localhost:50051", *, timeout: float | None = None,
-                 max_message_bytes: int = MAX_MESSAGE_BYTES):
+    def __init__(
+        self,
+        address: str = "localhost:50051",
+        *,
+        timeout: float | None = None,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ):
         self.address = address
         self.timeout = timeout  # default deadline of every call, seconds
-        self.channel = grpc.insecure_channel(address, options=[
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.max_receive_message_length", max_message_bytes),
-        ])
+        self.channel = grpc.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_send_message_length", max_message_bytes),
+                ("grpc.max_receive_message_length", max_message_bytes),
+            ],
+        )
         self.stub = pb_grpc.StyleGateStub(self.channel)
 
     def __enter__(self) -> StylegateClient:  # noqa: PYI034 - Self needs Python 3.11
@@ -113,27 +131,46 @@ class StylegateClient:
     def model_info(self, model: str = "", *, timeout: float | None = None) -> pb.ModelInfoResponse:
         return self.stub.ModelInfo(pb.ModelInfoRequest(model=model), timeout=self._t(timeout))
 
-    def list_directions(self, model: str = "", *, timeout: float | None = None) -> list[pb.Direction]:
+    def list_directions(
+        self, model: str = "", *, timeout: float | None = None
+    ) -> list[pb.Direction]:
         req = pb.ListDirectionsRequest(model=model)
         return list(self.stub.ListDirections(req, timeout=self._t(timeout)).directions)
 
     # -- generation -----------------------------------------------------------------------
     def generate(
-        self, seeds: Iterable[int], *, model: str = "", truncation: float | None = None,
-        cutoff: int | None = None, noise: str = "const", fmt: str = "png",
-        return_latents: bool = False, timeout: float | None = None,
+        self,
+        seeds: Iterable[int],
+        *,
+        model: str = "",
+        truncation: float | None = None,
+        cutoff: int | None = None,
+        noise: str = "const",
+        fmt: str = "png",
+        return_latents: bool = False,
+        timeout: float | None = None,
     ) -> list[pb.GeneratedImage]:
         req = pb.GenerateRequest(
-            model=model, seeds=list(seeds), truncation=pb.Truncation(psi=truncation, cutoff=cutoff),
-            noise_mode=NOISE[noise], output=pb.OutputOptions(format=FORMATS[fmt]),
+            model=model,
+            seeds=list(seeds),
+            truncation=pb.Truncation(psi=truncation, cutoff=cutoff),
+            noise_mode=NOISE[noise],
+            output=pb.OutputOptions(format=FORMATS[fmt]),
             return_latents=return_latents,
         )
         return list(self.stub.Generate(req, timeout=self._t(timeout)).images)
 
     def batch_generate(
-        self, seeds: range | Sequence[int], *, model: str = "", chunk_size: int = 16,
-        truncation: float | None = None, fmt: str = "png", resume_token: str = "",
-        retries: int = 3, timeout: float | None = None,
+        self,
+        seeds: range | Sequence[int],
+        *,
+        model: str = "",
+        chunk_size: int = 16,
+        truncation: float | None = None,
+        fmt: str = "png",
+        resume_token: str = "",
+        retries: int = 3,
+        timeout: float | None = None,
     ) -> Iterator[pb.BatchGenerateChunk]:
         """Chunks of generated images; resumes after the last chunk received when the stream
         breaks with UNAVAILABLE (up to ``retries`` times)."""
@@ -144,8 +181,11 @@ class StylegateClient:
         token, attempt = resume_token, 0
         while True:
             req = pb.BatchGenerateRequest(
-                model=model, chunk_size=chunk_size, resume_token=token,
-                truncation=pb.Truncation(psi=truncation), output=pb.OutputOptions(format=FORMATS[fmt]),
+                model=model,
+                chunk_size=chunk_size,
+                resume_token=token,
+                truncation=pb.Truncation(psi=truncation),
+                output=pb.OutputOptions(format=FORMATS[fmt]),
                 **spec,
             )
             try:
@@ -161,18 +201,34 @@ class StylegateClient:
 
     # -- inversion -------------------------------------------------------------------------
     def invert_request(
-        self, image: bytes | np.ndarray, *, model: str = "", method: str = "in_domain",
-        steps: int | None = None, learning_rate: float | None = None,
-        loss_weights: dict[str, float] | None = None, space: str | None = None,
-        mask: bytes | np.ndarray | None = None, early_stop_tol: float | None = None,
-        preview_every: int = 0, progress_every: int = 1, fmt: str = "png",
+        self,
+        image: bytes | np.ndarray,
+        *,
+        model: str = "",
+        method: str = "in_domain",
+        steps: int | None = None,
+        learning_rate: float | None = None,
+        loss_weights: dict[str, float] | None = None,
+        space: str | None = None,
+        mask: bytes | np.ndarray | None = None,
+        early_stop_tol: float | None = None,
+        preview_every: int = 0,
+        progress_every: int = 1,
+        fmt: str = "png",
     ) -> pb.InvertRequest:
         return pb.InvertRequest(
-            model=model, image=image_message(image), method=METHODS[method], steps=steps,
-            learning_rate=learning_rate, loss_weights=pb.LossWeights(**(loss_weights or {})),
-            space=SPACES[space], mask=image_message(mask) if mask is not None else None,
-            early_stop_tol=early_stop_tol, preview_every=preview_every,
-            progress_every=progress_every, output=pb.OutputOptions(format=FORMATS[fmt]),
+            model=model,
+            image=image_message(image),
+            method=METHODS[method],
+            steps=steps,
+            learning_rate=learning_rate,
+            loss_weights=pb.LossWeights(**(loss_weights or {})),
+            space=SPACES[space],
+            mask=image_message(mask) if mask is not None else None,
+            early_stop_tol=early_stop_tol,
+            preview_every=preview_every,
+            progress_every=progress_every,
+            output=pb.OutputOptions(format=FORMATS[fmt]),
         )
 
     def invert_stream(self, image: bytes | np.ndarray, *, timeout: float | None = None, **options):
@@ -180,9 +236,12 @@ class StylegateClient:
         return self.stub.Invert(self.invert_request(image, **options), timeout=self._t(timeout))
 
     def invert(
-        self, image: bytes | np.ndarray, *,
+        self,
+        image: bytes | np.ndarray,
+        *,
         on_progress: Callable[[pb.InvertProgress], None] | None = None,
-        timeout: float | None = None, **options,
+        timeout: float | None = None,
+        **options,
     ) -> pb.InvertResult:
         for message in self.invert_stream(image, timeout=timeout, **options):
             if message.HasField("result"):
@@ -193,14 +252,24 @@ class StylegateClient:
 
     # -- editing ---------------------------------------------------------------------------
     def edit(
-        self, source: Latent | bytes, edits: Sequence[EditSpec], *, model: str = "",
-        invert_options: dict | None = None, include_original: bool = False,
-        return_latent: bool = False, fmt: str = "png", timeout: float | None = None,
+        self,
+        source: Latent | bytes,
+        edits: Sequence[EditSpec],
+        *,
+        model: str = "",
+        invert_options: dict | None = None,
+        include_original: bool = False,
+        return_latent: bool = False,
+        fmt: str = "png",
+        timeout: float | None = None,
     ) -> pb.EditResponse:
         """Edit a latent (seed / W / W+) or an image (bytes: inverted first)."""
         req = pb.EditRequest(
-            model=model, edits=[edit_op(e) for e in edits], include_original=include_original,
-            return_latent=return_latent, output=pb.OutputOptions(format=FORMATS[fmt]),
+            model=model,
+            edits=[edit_op(e) for e in edits],
+            include_original=include_original,
+            return_latent=return_latent,
+            output=pb.OutputOptions(format=FORMATS[fmt]),
         )
         if isinstance(source, (bytes, bytearray)):
             req.invert.CopyFrom(self.invert_request(source, **(invert_options or {})))
@@ -209,23 +278,46 @@ class StylegateClient:
         return self.stub.Edit(req, timeout=self._t(timeout))
 
     def style_mix(
-        self, a: Latent, b: Latent, *, model: str = "", layers: tuple[int, int] | None = None,
-        fmt: str = "png", return_latent: bool = False, timeout: float | None = None,
+        self,
+        a: Latent,
+        b: Latent,
+        *,
+        model: str = "",
+        layers: tuple[int, int] | None = None,
+        fmt: str = "png",
+        return_latent: bool = False,
+        timeout: float | None = None,
     ) -> pb.StyleMixResponse:
-        req = pb.StyleMixRequest(model=model, a=latent_source(a), b=latent_source(b),
-                                 output=pb.OutputOptions(format=FORMATS[fmt]),
-                                 return_latent=return_latent)
+        req = pb.StyleMixRequest(
+            model=model,
+            a=latent_source(a),
+            b=latent_source(b),
+            output=pb.OutputOptions(format=FORMATS[fmt]),
+            return_latent=return_latent,
+        )
         if layers is not None:
             req.layer_start, req.layer_stop = layers
         return self.stub.StyleMix(req, timeout=self._t(timeout))
 
     def interpolate(
-        self, start: Latent, end: Latent, *, frames: int = 8, mode: str = "lerp", model: str = "",
-        fmt: str = "png", return_latents: bool = False, timeout: float | None = None,
+        self,
+        start: Latent,
+        end: Latent,
+        *,
+        frames: int = 8,
+        mode: str = "lerp",
+        model: str = "",
+        fmt: str = "png",
+        return_latents: bool = False,
+        timeout: float | None = None,
     ) -> pb.InterpolateResponse:
         req = pb.InterpolateRequest(
-            model=model, start=latent_source(start), end=latent_source(end), frames=frames,
-            mode=INTERPOLATION[mode], output=pb.OutputOptions(format=FORMATS[fmt]),
+            model=model,
+            start=latent_source(start),
+            end=latent_source(end),
+            frames=frames,
+            mode=INTERPOLATION[mode],
+            output=pb.OutputOptions(format=FORMATS[fmt]),
             return_latents=return_latents,
         )
         return self.stub.Interpolate(req, timeout=self._t(timeout))

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-
-from protos.stylegate.v1 import stylegate_pb2 as pb
-from service import generation, images
-from service.errors import InvalidInput
-from service.generation import LatentSpec
-from service.metadata import Direction, GeneratorInfo
-from service.settings import Settings
+from stylegate.protos.v1 import stylegate_pb2 as pb
+from stylegate.service import generation, images
+from stylegate.service.errors import InvalidInput
+from stylegate.service.generation import LatentSpec
+from stylegate.service.metadata import Direction, GeneratorInfo
+from stylegate.service.settings import Settings
 
 MAX_TENSOR_DIMS = 4
 
@@ -20,15 +19,23 @@ FORMATS = {
     pb.IMAGE_FORMAT_WEBP: "webp",
     pb.IMAGE_FORMAT_RAW: "raw",
 }
-FORMAT_ENUMS = {"png": pb.IMAGE_FORMAT_PNG, "jpeg": pb.IMAGE_FORMAT_JPEG,
-                "webp": pb.IMAGE_FORMAT_WEBP, "raw": pb.IMAGE_FORMAT_RAW}
+FORMAT_ENUMS = {
+    "png": pb.IMAGE_FORMAT_PNG,
+    "jpeg": pb.IMAGE_FORMAT_JPEG,
+    "webp": pb.IMAGE_FORMAT_WEBP,
+    "raw": pb.IMAGE_FORMAT_RAW,
+}
 METHODS = {
     pb.INVERSION_METHOD_UNSPECIFIED: "in_domain",
     pb.INVERSION_METHOD_IN_DOMAIN: "in_domain",
     pb.INVERSION_METHOD_OPTIMIZE: "optimize",
     pb.INVERSION_METHOD_ENCODER: "encoder",
 }
-SPACES = {pb.LATENT_SPACE_UNSPECIFIED: None, pb.LATENT_SPACE_W: "w", pb.LATENT_SPACE_W_PLUS: "w_plus"}
+SPACES = {
+    pb.LATENT_SPACE_UNSPECIFIED: None,
+    pb.LATENT_SPACE_W: "w",
+    pb.LATENT_SPACE_W_PLUS: "w_plus",
+}
 RESIZE = {
     pb.RESIZE_MODE_UNSPECIFIED: "center_crop",
     pb.RESIZE_MODE_CENTER_CROP: "center_crop",
@@ -73,7 +80,9 @@ def output_format(opts: pb.OutputOptions) -> tuple[str, int]:
     fmt = enum(FORMATS, opts.format, field="output.format")
     quality = opts.jpeg_quality or 90
     if not 1 <= quality <= 100:
-        raise InvalidInput(f"jpeg_quality {quality} is outside [1, 100]", field="output.jpeg_quality")
+        raise InvalidInput(
+            f"jpeg_quality {quality} is outside [1, 100]", field="output.jpeg_quality"
+        )
     return fmt, quality
 
 
@@ -85,7 +94,9 @@ def to_image(image: np.ndarray, fmt: tuple[str, int]) -> pb.Image:
         return pb.Image(tensor=to_tensor(image), format=pb.IMAGE_FORMAT_RAW, width=w, height=h)
     return pb.Image(
         data=images.encode(image, fmt=kind, quality=quality),
-        format=FORMAT_ENUMS[kind], width=w, height=h,
+        format=FORMAT_ENUMS[kind],
+        width=w,
+        height=h,
     )
 
 
@@ -95,12 +106,17 @@ def image(
     """A request image -> [3, R, R] in [-1, 1] at the generator's resolution."""
     which = img.WhichOneof("content")
     if which == "tensor":
-        return images.check_tensor_image(tensor(img.tensor, field=f"{field}.tensor"),
-                                         gen.resolution, field=f"{field}.tensor")
+        return images.check_tensor_image(
+            tensor(img.tensor, field=f"{field}.tensor"), gen.resolution, field=f"{field}.tensor"
+        )
     if which is None:
         raise InvalidInput("no image given (set data or tensor)", field=field)
-    pil = images.decode(img.data, field=f"{field}.data", max_bytes=settings.max_image_bytes,
-                        max_side=settings.max_image_side)
+    pil = images.decode(
+        img.data,
+        field=f"{field}.data",
+        max_bytes=settings.max_image_bytes,
+        max_side=settings.max_image_side,
+    )
     return images.to_model(images.fit(pil, gen.resolution, resize))
 
 
@@ -117,8 +133,13 @@ def mask(
             m = m[None]
         m = images.check_tensor_image(m, r, field=f"{field}.tensor", channels=1)
     else:
-        pil = images.decode(img.data, field=f"{field}.data", max_bytes=settings.max_image_bytes,
-                            max_side=settings.max_image_side, mode="L")
+        pil = images.decode(
+            img.data,
+            field=f"{field}.data",
+            max_bytes=settings.max_image_bytes,
+            max_side=settings.max_image_side,
+            mode="L",
+        )
         m = images.to_mask(images.fit(pil, r, resize))
     if m.min() < 0 or m.max() > 1:
         raise InvalidInput("mask values must be in [0, 1]", field=field)
@@ -151,17 +172,29 @@ def latent_source(src: pb.LatentSource, gen: GeneratorInfo, *, field: str) -> La
 
 def direction(d: Direction) -> pb.Direction:
     return pb.Direction(
-        name=d.name, method=d.method, std=d.std, layer_start=d.layers[0],
-        layer_stop=d.layers[1], attribute=d.attribute, stats=dict(d.stats),
+        name=d.name,
+        method=d.method,
+        std=d.std,
+        layer_start=d.layers[0],
+        layer_stop=d.layers[1],
+        attribute=d.attribute,
+        stats=dict(d.stats),
     )
 
 
 def model_info(gen: GeneratorInfo, *, is_default: bool, backend: str) -> pb.ModelInfoResponse:
     return pb.ModelInfoResponse(
-        name=gen.name, description=gen.description, resolution=gen.resolution,
-        num_ws=gen.num_ws, w_dim=gen.w_dim, z_dim=gen.z_dim,
-        layer_resolutions=list(gen.layer_resolutions), networks=dict(gen.models),
-        can_invert=gen.can_invert, attributes=list(gen.attributes),
+        name=gen.name,
+        description=gen.description,
+        resolution=gen.resolution,
+        num_ws=gen.num_ws,
+        w_dim=gen.w_dim,
+        z_dim=gen.z_dim,
+        layer_resolutions=list(gen.layer_resolutions),
+        networks=dict(gen.models),
+        can_invert=gen.can_invert,
+        attributes=list(gen.attributes),
         directions=[direction(d) for d in gen.directions.values()],
-        is_default=is_default, backend=backend,
+        is_default=is_default,
+        backend=backend,
     )

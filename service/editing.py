@@ -8,9 +8,8 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
-
-from service.errors import InvalidInput
-from service.metadata import GeneratorInfo
+from stylegate.service.errors import InvalidInput
+from stylegate.service.metadata import GeneratorInfo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +65,9 @@ def named_edit(
 ) -> Edit:
     """An edit along a metadata direction, ``strength`` in standard deviations of W along it."""
     d = gen.direction(name, field=f"{field}.name")
-    others = [gen.direction(o, field=f"{field}.condition_on").vector for o in condition_on if o != name]
+    others = [
+        gen.direction(o, field=f"{field}.condition_on").vector for o in condition_on if o != name
+    ]
     try:
         vector = orthogonalize(d.vector, others)
     except InvalidInput as exc:
@@ -87,7 +88,8 @@ def vector_edit(
     """An edit along a raw W vector (normalized), ``strength`` in W units."""
     if vector.shape != (gen.w_dim,):
         raise InvalidInput(
-            f"vector has shape {list(vector.shape)}, expected [{gen.w_dim}]", field=f"{field}.vector"
+            f"vector has shape {list(vector.shape)}, expected [{gen.w_dim}]",
+            field=f"{field}.vector",
         )
     norm = float(np.linalg.norm(vector))
     if not np.isfinite(norm) or norm == 0:
@@ -134,11 +136,11 @@ def style_mix(ws_a: np.ndarray, ws_b: np.ndarray, *, start: int, stop: int) -> n
 
 
 def interpolate(
-    ws_a: np.ndarray,       # [num_ws, w_dim]
-    ws_b: np.ndarray,       # [num_ws, w_dim]
+    ws_a: np.ndarray,  # [num_ws, w_dim]
+    ws_b: np.ndarray,  # [num_ws, w_dim]
     frames: int,
     *,
-    mode: str = "lerp",     # lerp | slerp
+    mode: str = "lerp",  # lerp | slerp
     center: np.ndarray | None = None,  # slerp pivot (w_avg): W is not centred at 0
 ) -> np.ndarray:
     """``frames`` latents from a to b, both ends included: [frames, num_ws, w_dim]."""

@@ -7,11 +7,10 @@ import dataclasses
 import time
 
 import numpy as np
-
-from service import editing
-from service.backends.base import Backend, Priority
-from service.errors import DeadlineExceeded, InvalidInput
-from service.metadata import GeneratorInfo
+from stylegate.service import editing
+from stylegate.service.backends.base import Backend, Priority
+from stylegate.service.errors import DeadlineExceeded, InvalidInput
+from stylegate.service.metadata import GeneratorInfo
 
 MAX_SEED = 2**32 - 1  # numpy RandomState seeds
 
@@ -38,7 +37,7 @@ class LatentSpec:
     """One latent to resolve: exactly one of seed, z, ws; truncation applies to seed/z."""
 
     seed: int | None = None
-    z: np.ndarray | None = None   # [z_dim]
+    z: np.ndarray | None = None  # [z_dim]
     ws: np.ndarray | None = None  # [w_dim] or [num_ws, w_dim]
     psi: float = 1.0
     cutoff: int | None = None
@@ -103,14 +102,18 @@ async def synthesis(
     return out["image"]
 
 
-async def encoder(backend: Backend, gen: GeneratorInfo, images: np.ndarray, *, call: Call) -> np.ndarray:
+async def encoder(
+    backend: Backend, gen: GeneratorInfo, images: np.ndarray, *, call: Call
+) -> np.ndarray:
     out = await backend.infer(
         gen.model("encoder"), {"image": images}, priority=call.priority, timeout=call.timeout()
     )
     return out["ws"]
 
 
-async def features(backend: Backend, gen: GeneratorInfo, images: np.ndarray, *, call: Call) -> np.ndarray:
+async def features(
+    backend: Backend, gen: GeneratorInfo, images: np.ndarray, *, call: Call
+) -> np.ndarray:
     out = await backend.infer(
         gen.model("features"), {"image": images}, priority=call.priority, timeout=call.timeout()
     )
@@ -120,7 +123,7 @@ async def features(backend: Backend, gen: GeneratorInfo, images: np.ndarray, *, 
 async def seeds_to_ws(
     backend: Backend,
     gen: GeneratorInfo,
-    z: np.ndarray,            # [N, z_dim]
+    z: np.ndarray,  # [N, z_dim]
     *,
     psi: float = 1.0,
     cutoff: int | None = None,
@@ -142,10 +145,12 @@ async def resolve_latents(
             out[i] = spec.ws
     z_rows = [i for i, s in enumerate(specs) if s.ws is None]
     if z_rows:
-        z = np.stack([
-            specs[i].z if specs[i].z is not None else z_from_seed(specs[i].seed or 0, gen.z_dim)
-            for i in z_rows
-        ])
+        z = np.stack(
+            [
+                specs[i].z if specs[i].z is not None else z_from_seed(specs[i].seed or 0, gen.z_dim)
+                for i in z_rows
+            ]
+        )
         w = editing.broadcast(await mapping(backend, gen, z, call=call), gen.num_ws)
         for row, i in enumerate(z_rows):
             out[i] = editing.truncate(

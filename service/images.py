@@ -7,15 +7,16 @@ import io
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-
-from service.errors import InvalidInput
+from stylegate.service.errors import InvalidInput
 
 ENCODINGS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 ACCEPTED_FORMATS = {"PNG", "JPEG", "WEBP", "GIF", "BMP"}
 RESIZE_MODES = ("center_crop", "stretch", "pad")
 
 
-def decode(data: bytes, *, field: str, max_bytes: int, max_side: int, mode: str = "RGB") -> Image.Image:
+def decode(
+    data: bytes, *, field: str, max_bytes: int, max_side: int, mode: str = "RGB"
+) -> Image.Image:
     """Bytes -> PIL image in ``mode``; InvalidInput naming ``field`` when empty, too big,
     undecodable or of an unsupported format."""
     if not data:
@@ -80,7 +81,9 @@ def encode(image: np.ndarray, *, fmt: str = "png", quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-def check_tensor_image(x: np.ndarray, resolution: int, *, field: str, channels: int = 3) -> np.ndarray:
+def check_tensor_image(
+    x: np.ndarray, resolution: int, *, field: str, channels: int = 3
+) -> np.ndarray:
     """A raw image tensor must be [C, R, R] (or [1, C, R, R]) and finite."""
     if x.ndim == 4 and x.shape[0] == 1:
         x = x[0]

@@ -22,12 +22,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import numpy as np
-
-from service import generation, metrics, quality
-from service.backends.base import Backend
-from service.errors import InvalidInput
-from service.generation import Call
-from service.metadata import GeneratorInfo
+from stylegate.service import generation, metrics, similarity
+from stylegate.service.backends.base import Backend
+from stylegate.service.errors import InvalidInput
+from stylegate.service.generation import Call
+from stylegate.service.metadata import GeneratorInfo
 
 METHODS = ("encoder", "optimize", "in_domain")
 SPACES = ("w", "w_plus")
@@ -35,9 +34,9 @@ SPACES = ("w", "w_plus")
 
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
-    pixel: float = 1.0    # mean squared pixel error, images in [-1, 1]
+    pixel: float = 1.0  # mean squared pixel error, images in [-1, 1]
     feature: float = 0.5  # channel-normalized feature MSE: O(1) values, like the pixel term
-    domain: float = 0.5   # mean((w - E(G(w)))^2), elementwise over W+
+    domain: float = 0.5  # mean((w - E(G(w)))^2), elementwise over W+
 
     def array(self) -> np.ndarray:
         return np.array([[self.pixel, self.feature, self.domain]], dtype=np.float32)  # [1, 3]
@@ -59,45 +58,48 @@ DEFAULTS: dict[str, MethodDefaults] = {
     "encoder": MethodDefaults(0.0, LossWeights(1.0, 0.5, 0.5), "w_plus"),
 }
 DEFAULT_STEPS = 100
-DEFAULT_EARLY_STOP_TOL = 0.004  # relative; on the shipped models 100 -> ~72 steps at -0.01 dB (docs/benchmarks.md)
+DEFAULT_EARLY_STOP_TOL = (
+    0.004  # relative; on the shipped models 100 -> ~72 steps at -0.01 dB (docs/benchmarks.md)
+)
 DEFAULT_EARLY_STOP_WINDOW = 10
 
 
 @dataclasses.dataclass(frozen=True)
 class Quality:
-    psnr: float                 # dB on [0, 1] RGB
+    psnr: float  # dB on [0, 1] RGB
     ssim: float
     perceptual_distance: float  # feature MSE, target vs reconstruction
-    in_domain_score: float      # ||w - E(G(w))||_2 over W+
+    in_domain_score: float  # ||w - E(G(w))||_2 over W+
 
 
 @dataclasses.dataclass(frozen=True)
 class Progress:
-    step: int            # 1-based
-    total_steps: int     # the cap; early stopping may end sooner
-    loss: float          # weighted total of the latent evaluated at this step
+    step: int  # 1-based
+    total_steps: int  # the cap; early stopping may end sooner
+    loss: float  # weighted total of the latent evaluated at this step
     terms: tuple[float, float, float]  # unweighted (pixel, feature, domain)
     learning_rate: float
-    image: np.ndarray    # [3, R, R] reconstruction of that latent (free: the step returns it)
+    image: np.ndarray  # [3, R, R] reconstruction of that latent (free: the step returns it)
 
 
 @dataclasses.dataclass(frozen=True)
 class Inversion:
-    ws: np.ndarray              # [num_ws, w_dim], the best latent evaluated
+    ws: np.ndarray  # [num_ws, w_dim], the best latent evaluated
     reconstruction: np.ndarray  # [3, R, R] = G(ws)
-    target: np.ndarray          # [3, R, R]
+    target: np.ndarray  # [3, R, R]
     loss: float
     terms: tuple[float, float, float]
     quality: Quality
-    steps: int                  # optimization steps run
+    steps: int  # optimization steps run
     early_stopped: bool
     method: str
     space: str
     seconds: float
 
 
-def learning_rate_at(step: int, total: int, *, peak: float, warmup: float = 0.05,
-                     final: float = 0.1) -> float:
+def learning_rate_at(
+    step: int, total: int, *, peak: float, warmup: float = 0.05, final: float = 0.1
+) -> float:
     """Linear warm-up over the first ``warmup`` fraction, then cosine decay from ``peak``
     to ``final * peak`` at the last step."""
     warm = max(1, round(warmup * total))
@@ -110,8 +112,13 @@ def learning_rate_at(step: int, total: int, *, peak: float, warmup: float = 0.05
 class Adam:
     """Adam on one numpy array, updated in place."""
 
-    def __init__(self, shape: tuple[int, ...], *, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8):
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        *,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ):
         self.m = np.zeros(shape, dtype=np.float32)
         self.v = np.zeros(shape, dtype=np.float32)
         self.b1, self.b2, self.eps = betas[0], betas[1], eps
@@ -165,18 +172,18 @@ def resolve_options(
 async def invert_steps(
     backend: Backend,
     gen: GeneratorInfo,
-    target: np.ndarray,                    # [3, R, R] in [-1, 1]
+    target: np.ndarray,  # [3, R, R] in [-1, 1]
     *,
     method: str = "in_domain",
     steps: int = DEFAULT_STEPS,
-    learning_rate: float | None = None,    # None: the method's default
+    learning_rate: float | None = None,  # None: the method's default
     loss_weights: dict[str, float | None] | None = None,  # pixel/feature/domain overrides
-    space: str | None = None,              # "w" | "w_plus"; None: the method's default
-    mask: np.ndarray | None = None,        # [1, R, R] in [0, 1]; None: everywhere
+    space: str | None = None,  # "w" | "w_plus"; None: the method's default
+    mask: np.ndarray | None = None,  # [1, R, R] in [0, 1]; None: everywhere
     early_stop_tol: float = DEFAULT_EARLY_STOP_TOL,  # 0 disables
     early_stop_window: int = DEFAULT_EARLY_STOP_WINDOW,
-    warmup: float = 0.05,                  # fraction of steps of linear LR warm-up
-    call: Call | None = None,              # priority and deadline of the backend calls
+    warmup: float = 0.05,  # fraction of steps of linear LR warm-up
+    call: Call | None = None,  # priority and deadline of the backend calls
 ) -> AsyncIterator[Progress | Inversion]:
     """Run an inversion, yielding a ``Progress`` per optimization step and finally the
     ``Inversion``. Cancelling the consuming task stops it within the step in flight."""
@@ -191,7 +198,8 @@ async def invert_steps(
     r = gen.resolution
     target_b = np.ascontiguousarray(target[None], dtype=np.float32)  # [1, 3, R, R]
     mask_b = (
-        np.ones((1, 1, r, r), np.float32) if mask is None
+        np.ones((1, 1, r, r), np.float32)
+        if mask is None
         else np.ascontiguousarray(mask[None], dtype=np.float32)
     )
     weights_b = weights.array()
@@ -240,8 +248,12 @@ async def invert_steps(
             run = t
             metrics.INVERSION_STEPS.labels(method).inc()
             yield Progress(
-                step=t, total_steps=steps, loss=loss, terms=tuple(float(v) for v in terms),
-                learning_rate=lr_t, image=out["image"][0],
+                step=t,
+                total_steps=steps,
+                loss=loss,
+                terms=tuple(float(v) for v in terms),
+                learning_rate=lr_t,
+                image=out["image"][0],
             )
         if t == evaluations - 1:
             break
@@ -260,8 +272,8 @@ async def invert_steps(
         loss=loss,
         terms=(float(terms[0]), float(terms[1]), float(terms[2])),
         quality=Quality(
-            psnr=quality.psnr(image, target),
-            ssim=quality.ssim(image, target),
+            psnr=similarity.psnr(image, target),
+            ssim=similarity.ssim(image, target),
             perceptual_distance=float(terms[1]),
             in_domain_score=math.sqrt(max(float(terms[2]), 0.0) * gen.num_ws * gen.w_dim),
         ),

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from service.errors import BackendUnavailable, NotFound
-from service.signatures import METADATA_FILE
+from stylegate.service.errors import BackendUnavailable, NotFound
+from stylegate.service.signatures import METADATA_FILE
 
 INVERSION_NETWORKS = ("encoder", "features", "inversion_step")
 

@@ -25,39 +25,55 @@ RPC_IN_FLIGHT = Gauge("stylegate_rpc_in_flight", "RPCs being handled, by method"
 
 INVERSIONS_IN_FLIGHT = Gauge("stylegate_inversions_in_flight", "Inversions running now")
 INVERSIONS = Counter(
-    "stylegate_inversions_total", "Inversions finished, by method and outcome", ["method", "outcome"]
+    "stylegate_inversions_total",
+    "Inversions finished, by method and outcome",
+    ["method", "outcome"],
 )
 INVERSION_STEPS = Counter(
     "stylegate_inversion_steps_total", "Optimization steps run, by method", ["method"]
 )
 INVERSION_STEPS_PER_RUN = Histogram(
-    "stylegate_inversion_steps_per_run", "Optimization steps per inversion (after early stopping)",
-    ["method"], buckets=STEP_BUCKETS,
+    "stylegate_inversion_steps_per_run",
+    "Optimization steps per inversion (after early stopping)",
+    ["method"],
+    buckets=STEP_BUCKETS,
 )
 INVERSION_FINAL_LOSS = Histogram(
-    "stylegate_inversion_final_loss", "Weighted loss of the returned latent", ["method"],
+    "stylegate_inversion_final_loss",
+    "Weighted loss of the returned latent",
+    ["method"],
     buckets=LOSS_BUCKETS,
 )
 INVERSION_PSNR = Histogram(
-    "stylegate_inversion_psnr_db", "PSNR of the returned reconstruction", ["method"],
+    "stylegate_inversion_psnr_db",
+    "PSNR of the returned reconstruction",
+    ["method"],
     buckets=PSNR_BUCKETS,
 )
 
 BACKEND_LATENCY = Histogram(
-    "stylegate_backend_request_duration_seconds", "One backend run (a whole batch), by model",
-    ["backend", "model"], buckets=BACKEND_BUCKETS,
+    "stylegate_backend_request_duration_seconds",
+    "One backend run (a whole batch), by model",
+    ["backend", "model"],
+    buckets=BACKEND_BUCKETS,
 )
 BACKEND_BATCH_SIZE = Histogram(
-    "stylegate_backend_batch_size", "Samples per backend run, by model", ["model"],
+    "stylegate_backend_batch_size",
+    "Samples per backend run, by model",
+    ["model"],
     buckets=BATCH_BUCKETS,
 )
 BACKEND_CALLS_PER_RUN = Histogram(
-    "stylegate_backend_calls_per_batch", "Calls merged into one backend run, by model", ["model"],
+    "stylegate_backend_calls_per_batch",
+    "Calls merged into one backend run, by model",
+    ["model"],
     buckets=BATCH_BUCKETS,
 )
 BACKEND_QUEUE_WAIT = Histogram(
-    "stylegate_backend_queue_wait_seconds", "Time a call waited for its batch to start, by model",
-    ["model"], buckets=QUEUE_BUCKETS,
+    "stylegate_backend_queue_wait_seconds",
+    "Time a call waited for its batch to start, by model",
+    ["model"],
+    buckets=QUEUE_BUCKETS,
 )
 BACKEND_ERRORS = Counter(
     "stylegate_backend_errors_total", "Failed backend runs, by model", ["backend", "model"]
@@ -74,11 +90,14 @@ TRITON_INFERENCES = Gauge(
     "stylegate_triton_inference_count", "Samples Triton has run, by model (cumulative)", ["model"]
 )
 TRITON_EXECUTIONS = Gauge(
-    "stylegate_triton_execution_count", "Model executions (batches) Triton has run, by model (cumulative)",
+    "stylegate_triton_execution_count",
+    "Model executions (batches) Triton has run, by model (cumulative)",
     ["model"],
 )
 TRITON_MEAN_BATCH = Gauge(
-    "stylegate_triton_mean_batch_size", "Triton's samples per execution since it started, by model", ["model"]
+    "stylegate_triton_mean_batch_size",
+    "Triton's samples per execution since it started, by model",
+    ["model"],
 )
 
 IMAGES_GENERATED = Counter(

@@ -16,9 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-
-from service import metrics
-from service.errors import (
+from stylegate.service import metrics
+from stylegate.service.errors import (
     BackendUnavailable,
     Cancelled,
     DeadlineExceeded,
@@ -79,16 +78,23 @@ class InFlight:
             return False
 
 
-async def _fail(context: grpc.aio.ServicerContext, method: str, exc: BaseException) -> grpc.StatusCode:
+async def _fail(
+    context: grpc.aio.ServicerContext, method: str, exc: BaseException
+) -> grpc.StatusCode:
     code, message = status_of(exc)
     if code is grpc.StatusCode.INTERNAL:
         error_id = uuid.uuid4().hex[:12]
-        log.error("unhandled error in %s", method, exc_info=exc,
-                  extra={"rpc": method, "error_id": error_id})
+        log.error(
+            "unhandled error in %s",
+            method,
+            exc_info=exc,
+            extra={"rpc": method, "error_id": error_id},
+        )
         message = f"internal error (id {error_id}, details in the server log)"
     else:
-        log.info("%s failed: %s %s", method, code.name, message,
-                 extra={"rpc": method, "code": code.name})
+        log.info(
+            "%s failed: %s %s", method, code.name, message, extra={"rpc": method, "code": code.name}
+        )
     metrics.RPC_REQUESTS.labels(method, code.name).inc()
     await context.abort(code, message)
     return code  # not reached: abort raises

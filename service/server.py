@@ -11,14 +11,13 @@ import signal
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
-from protos.stylegate.v1 import stylegate_pb2 as pb
-from protos.stylegate.v1 import stylegate_pb2_grpc as pb_grpc
-from service import metrics
-from service.backends.base import Backend
-from service.metadata import RepositoryInfo, load_repository
-from service.servicer import StyleGateServicer
-from service.settings import Settings
+from stylegate.protos.v1 import stylegate_pb2 as pb
+from stylegate.protos.v1 import stylegate_pb2_grpc as pb_grpc
+from stylegate.service import metrics
+from stylegate.service.backends.base import Backend
+from stylegate.service.metadata import RepositoryInfo, load_repository
+from stylegate.service.servicer import StyleGateServicer
+from stylegate.service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,7 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 def make_backend(settings: Settings, repository: RepositoryInfo) -> Backend:
     """The backend named by the settings (clients are created in ``load``)."""
     if settings.backend == "embedded":
-        from service.backends.embedded import EmbeddedBackend
+        from stylegate.service.backends.embedded import EmbeddedBackend
 
         return EmbeddedBackend(
             repository,
@@ -41,7 +40,7 @@ def make_backend(settings: Settings, repository: RepositoryInfo) -> Backend:
             max_queue=settings.max_queue,
         )
     if settings.backend == "triton":
-        from service.backends.triton import TritonBackend
+        from stylegate.service.backends.triton import TritonBackend
 
         return TritonBackend(repository, settings.triton_url)
     raise ValueError(f"unknown backend {settings.backend!r} (embedded or triton)")
@@ -50,8 +49,13 @@ def make_backend(settings: Settings, repository: RepositoryInfo) -> Backend:
 class GatewayServer:
     """A grpc.aio server with its servicer, health and backend, started and stopped together."""
 
-    def __init__(self, server: grpc.aio.Server, servicer: StyleGateServicer,
-                 health_servicer: health.aio.HealthServicer, settings: Settings):
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        servicer: StyleGateServicer,
+        health_servicer: health.aio.HealthServicer,
+        settings: Settings,
+    ):
         self.grpc = server
         self.servicer = servicer
         self.health = health_servicer
@@ -96,7 +100,9 @@ class GatewayServer:
         metrics.BACKEND_UP.labels(self.backend.name).set(1 if ok else 0)
         if not self.servicer.in_flight.draining:
             if ok != self._serving:
-                log.warning("backend health changed", extra={"backend": self.backend.name, "healthy": ok})
+                log.warning(
+                    "backend health changed", extra={"backend": self.backend.name, "healthy": ok}
+                )
             await self._set_serving(ok)
         statistics = getattr(self.backend, "batch_statistics", None)
         if ok and statistics is not None:
@@ -125,8 +131,10 @@ class GatewayServer:
         log.info("draining", extra={"in_flight": self.servicer.in_flight.count, "grace_s": grace})
         drained = await self.servicer.in_flight.wait_idle(grace)
         if not drained:
-            log.warning("grace period over, cancelling in-flight RPCs",
-                        extra={"in_flight": self.servicer.in_flight.count})
+            log.warning(
+                "grace period over, cancelling in-flight RPCs",
+                extra={"in_flight": self.servicer.in_flight.count},
+            )
         await self.grpc.stop(0.5)
         await self.backend.close()
         log.info("gateway stopped")
@@ -139,7 +147,7 @@ def create_server(
     address: str,
     settings: Settings | None = None,
     *,
-    backend: Backend | None = None,      # None: the one named by settings
+    backend: Backend | None = None,  # None: the one named by settings
     repository: RepositoryInfo | None = None,  # None: read settings.model_repository
 ) -> tuple[GatewayServer, int]:
     """Build the gateway bound to ``address`` (``host:0`` picks a free port). Call
@@ -147,11 +155,13 @@ def create_server(
     settings = settings or Settings.load()
     repository = repository or load_repository(settings.model_repository)
     backend = backend or make_backend(settings, repository)
-    server = grpc.aio.server(options=[
-        ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
-        ("grpc.so_reuseport", 0),
-    ])
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
     servicer = StyleGateServicer(settings, repository, backend)
     pb_grpc.add_StyleGateServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
@@ -171,8 +181,14 @@ async def serve(settings: Settings) -> None:
         metrics.serve_metrics(settings.metrics_port, addr=settings.host)
     server, port = create_server(f"{settings.host}:{settings.port}", settings)
     await server.start()
-    log.info("listening", extra={"port": port, "metrics_port": settings.metrics_port,
-                                 "model_repository": settings.model_repository})
+    log.info(
+        "listening",
+        extra={
+            "port": port,
+            "metrics_port": settings.metrics_port,
+            "model_repository": settings.model_repository,
+        },
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -11,16 +11,15 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 import numpy as np
-
-from protos.stylegate.v1 import stylegate_pb2 as pb
-from protos.stylegate.v1 import stylegate_pb2_grpc as pb_grpc
-from service import convert, editing, generation, inversion, metrics
-from service.backends.base import Backend, Priority
-from service.errors import InvalidInput, OverCapacity
-from service.generation import Call
-from service.metadata import GeneratorInfo, RepositoryInfo
-from service.rpc import InFlight, rpc
-from service.settings import Settings
+from stylegate.protos.v1 import stylegate_pb2 as pb
+from stylegate.protos.v1 import stylegate_pb2_grpc as pb_grpc
+from stylegate.service import convert, editing, generation, inversion, metrics
+from stylegate.service.backends.base import Backend, Priority
+from stylegate.service.errors import InvalidInput, OverCapacity
+from stylegate.service.generation import Call
+from stylegate.service.metadata import GeneratorInfo, RepositoryInfo
+from stylegate.service.rpc import InFlight, rpc
+from stylegate.service.settings import Settings
 
 DEFAULT_FRAMES = 8
 DEFAULT_CHUNK = 16
@@ -56,7 +55,9 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
             self._inversions -= 1
             metrics.INVERSIONS_IN_FLIGHT.dec()
 
-    def _inversion_args(self, req: pb.InvertRequest, prefix: str = "") -> tuple[GeneratorInfo, np.ndarray, dict]:
+    def _inversion_args(
+        self, req: pb.InvertRequest, prefix: str = ""
+    ) -> tuple[GeneratorInfo, np.ndarray, dict]:
         gen = self.repository.generator(req.model, field=f"{prefix}model")
         if not gen.can_invert:
             raise InvalidInput(
@@ -70,18 +71,32 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
         method = convert.enum(convert.METHODS, req.method, field=f"{prefix}method")
         steps = req.steps if req.HasField("steps") else inversion.DEFAULT_STEPS
         if not 0 <= steps <= self.settings.max_steps:
-            raise InvalidInput(f"steps {steps} is outside [0, {self.settings.max_steps}]",
-                               field=f"{prefix}steps")
-        tol = req.early_stop_tol if req.HasField("early_stop_tol") else inversion.DEFAULT_EARLY_STOP_TOL
+            raise InvalidInput(
+                f"steps {steps} is outside [0, {self.settings.max_steps}]", field=f"{prefix}steps"
+            )
+        tol = (
+            req.early_stop_tol
+            if req.HasField("early_stop_tol")
+            else inversion.DEFAULT_EARLY_STOP_TOL
+        )
         if not math.isfinite(tol) or tol < 0:
-            raise InvalidInput(f"early_stop_tol {tol} must be >= 0", field=f"{prefix}early_stop_tol")
-        window = (req.early_stop_window if req.HasField("early_stop_window")
-                  else inversion.DEFAULT_EARLY_STOP_WINDOW)
+            raise InvalidInput(
+                f"early_stop_tol {tol} must be >= 0", field=f"{prefix}early_stop_tol"
+            )
+        window = (
+            req.early_stop_window
+            if req.HasField("early_stop_window")
+            else inversion.DEFAULT_EARLY_STOP_WINDOW
+        )
         if not 1 <= window <= 1000:
-            raise InvalidInput(f"early_stop_window {window} is outside [1, 1000]",
-                               field=f"{prefix}early_stop_window")
+            raise InvalidInput(
+                f"early_stop_window {window} is outside [1, 1000]",
+                field=f"{prefix}early_stop_window",
+            )
         lw = req.loss_weights
-        weights = {k: (getattr(lw, k) if lw.HasField(k) else None) for k in ("pixel", "feature", "domain")}
+        weights = {
+            k: (getattr(lw, k) if lw.HasField(k) else None) for k in ("pixel", "feature", "domain")
+        }
         try:
             lr, _, space = inversion.resolve_options(
                 method,
@@ -91,8 +106,16 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
             )
         except InvalidInput as exc:
             raise InvalidInput(exc.args[0], field=f"{prefix}{exc.field}") from None
-        options = {"method": method, "steps": steps, "learning_rate": lr, "loss_weights": weights,
-                   "space": space, "mask": mask, "early_stop_tol": tol, "early_stop_window": window}
+        options = {
+            "method": method,
+            "steps": steps,
+            "learning_rate": lr,
+            "loss_weights": weights,
+            "space": space,
+            "mask": mask,
+            "early_stop_tol": tol,
+            "early_stop_window": window,
+        }
         return gen, target, options
 
     def _edits(self, gen: GeneratorInfo, ops: Sequence[pb.EditOp]) -> list[editing.Edit]:
@@ -101,22 +124,41 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
             field = f"edits[{i}]"
             if not math.isfinite(op.strength):
                 raise InvalidInput("strength must be finite", field=f"{field}.strength")
-            layers = (op.layer_start if op.HasField("layer_start") else None,
-                      op.layer_stop if op.HasField("layer_stop") else None)
+            layers = (
+                op.layer_start if op.HasField("layer_start") else None,
+                op.layer_stop if op.HasField("layer_stop") else None,
+            )
             which = op.WhichOneof("direction")
             if which == "name":
-                edits.append(editing.named_edit(gen, op.name, op.strength, layers=layers,
-                                                condition_on=op.condition_on, field=field))
+                edits.append(
+                    editing.named_edit(
+                        gen,
+                        op.name,
+                        op.strength,
+                        layers=layers,
+                        condition_on=op.condition_on,
+                        field=field,
+                    )
+                )
             elif which == "vector":
                 vec = convert.tensor(op.vector, field=f"{field}.vector")
-                edits.append(editing.vector_edit(gen, vec, op.strength, layers=layers,
-                                                 condition_on=op.condition_on, field=field))
+                edits.append(
+                    editing.vector_edit(
+                        gen,
+                        vec,
+                        op.strength,
+                        layers=layers,
+                        condition_on=op.condition_on,
+                        field=field,
+                    )
+                )
             else:
                 raise InvalidInput("set a direction name or a vector", field=field)
         return edits
 
-    async def _render(self, gen: GeneratorInfo, ws: np.ndarray, noise_mode: int, call: Call,
-                      method: str) -> np.ndarray:
+    async def _render(
+        self, gen: GeneratorInfo, ws: np.ndarray, noise_mode: int, call: Call, method: str
+    ) -> np.ndarray:
         gain = convert.enum(convert.NOISE_GAIN, noise_mode, field="noise_mode")
         out = await generation.synthesis(self.backend, gen, ws, noise_gain=gain, call=call)
         metrics.IMAGES_GENERATED.labels(method).inc(len(out))
@@ -130,22 +172,36 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
         if n == 0:
             raise InvalidInput("give at least one seed or z", field="seeds")
         if n > self.settings.max_generate:
-            raise InvalidInput(f"{n} images requested, the limit is {self.settings.max_generate}",
-                               field="seeds")
-        z = [generation.z_from_seed(s, gen.z_dim, field=f"seeds[{i}]") for i, s in enumerate(request.seeds)]
-        z += [generation.check_z(convert.tensor(t, field=f"z[{i}]"), gen, field=f"z[{i}]")
-              for i, t in enumerate(request.z)]
+            raise InvalidInput(
+                f"{n} images requested, the limit is {self.settings.max_generate}", field="seeds"
+            )
+        z = [
+            generation.z_from_seed(s, gen.z_dim, field=f"seeds[{i}]")
+            for i, s in enumerate(request.seeds)
+        ]
+        z += [
+            generation.check_z(convert.tensor(t, field=f"z[{i}]"), gen, field=f"z[{i}]")
+            for i, t in enumerate(request.z)
+        ]
         psi, cutoff = convert.truncation(request.truncation, gen, field="truncation")
         fmt = convert.output_format(request.output)
         call = self._call(context)
-        ws = await generation.seeds_to_ws(self.backend, gen, np.stack(z), psi=psi, cutoff=cutoff, call=call)
+        ws = await generation.seeds_to_ws(
+            self.backend, gen, np.stack(z), psi=psi, cutoff=cutoff, call=call
+        )
         imgs = await self._render(gen, ws, request.noise_mode, call, "Generate")
         seeds = list(request.seeds) + [-1] * len(request.z)
-        return pb.GenerateResponse(model=gen.name, images=[
-            pb.GeneratedImage(seed=s, image=convert.to_image(img, fmt),
-                              ws=convert.to_tensor(w) if request.return_latents else None)
-            for s, img, w in zip(seeds, imgs, ws)
-        ])
+        return pb.GenerateResponse(
+            model=gen.name,
+            images=[
+                pb.GeneratedImage(
+                    seed=s,
+                    image=convert.to_image(img, fmt),
+                    ws=convert.to_tensor(w) if request.return_latents else None,
+                )
+                for s, img, w in zip(seeds, imgs, ws)
+            ],
+        )
 
     @rpc("Invert")
     async def Invert(self, request: pb.InvertRequest, context) -> AsyncIterator[pb.InvertResponse]:
@@ -155,33 +211,52 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
         progress_every = request.progress_every if request.progress_every > 0 else 1
         call = self._call(context)
         with self._inversion_slot():
-            async for event in inversion.invert_steps(self.backend, gen, target, call=call, **options):
+            async for event in inversion.invert_steps(
+                self.backend, gen, target, call=call, **options
+            ):
                 if isinstance(event, inversion.Progress):
                     preview = preview_every and event.step % preview_every == 0
                     if event.step % progress_every and not preview:
                         continue
-                    yield pb.InvertResponse(progress=pb.InvertProgress(
-                        step=event.step, total_steps=event.total_steps, loss=event.loss,
-                        terms=pb.LossTerms(pixel=event.terms[0], feature=event.terms[1],
-                                           domain=event.terms[2]),
-                        learning_rate=event.learning_rate,
-                        preview=convert.to_image(event.image, fmt) if preview else None,
-                    ))
+                    yield pb.InvertResponse(
+                        progress=pb.InvertProgress(
+                            step=event.step,
+                            total_steps=event.total_steps,
+                            loss=event.loss,
+                            terms=pb.LossTerms(
+                                pixel=event.terms[0], feature=event.terms[1], domain=event.terms[2]
+                            ),
+                            learning_rate=event.learning_rate,
+                            preview=convert.to_image(event.image, fmt) if preview else None,
+                        )
+                    )
                 else:
                     metrics.INVERSIONS.labels(event.method, "ok").inc()
                     yield pb.InvertResponse(result=self._result(gen, event, fmt))
 
     @staticmethod
-    def _result(gen: GeneratorInfo, r: inversion.Inversion, fmt: tuple[str, int]) -> pb.InvertResult:
+    def _result(
+        gen: GeneratorInfo, r: inversion.Inversion, fmt: tuple[str, int]
+    ) -> pb.InvertResult:
         q = r.quality
         return pb.InvertResult(
-            ws=convert.to_tensor(r.ws), reconstruction=convert.to_image(r.reconstruction, fmt),
+            ws=convert.to_tensor(r.ws),
+            reconstruction=convert.to_image(r.reconstruction, fmt),
             target=convert.to_image(r.target, fmt),
-            quality=pb.QualityFigures(psnr=q.psnr, ssim=q.ssim, perceptual_distance=q.perceptual_distance,
-                                      in_domain_score=q.in_domain_score),
-            loss=r.loss, terms=pb.LossTerms(pixel=r.terms[0], feature=r.terms[1], domain=r.terms[2]),
-            steps=r.steps, early_stopped=r.early_stopped, method=r.method, space=r.space,
-            seconds=r.seconds, model=gen.name,
+            quality=pb.QualityFigures(
+                psnr=q.psnr,
+                ssim=q.ssim,
+                perceptual_distance=q.perceptual_distance,
+                in_domain_score=q.in_domain_score,
+            ),
+            loss=r.loss,
+            terms=pb.LossTerms(pixel=r.terms[0], feature=r.terms[1], domain=r.terms[2]),
+            steps=r.steps,
+            early_stopped=r.early_stopped,
+            method=r.method,
+            space=r.space,
+            seconds=r.seconds,
+            model=gen.name,
         )
 
     @rpc("Edit")
@@ -202,7 +277,9 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
             ws = (await generation.resolve_latents(self.backend, gen, [spec], call=call))[0]
         else:
             raise InvalidInput("set latent or invert", field="source")
-        batch = np.stack([editing.apply_edits(ws[None], edits)[0]] + ([ws] if request.include_original else []))
+        batch = np.stack(
+            [editing.apply_edits(ws[None], edits)[0]] + ([ws] if request.include_original else [])
+        )
         imgs = await self._render(gen, batch, request.noise_mode, call, "Edit")
         return pb.EditResponse(
             model=gen.name,
@@ -213,7 +290,9 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
         )
 
     @rpc("ListDirections")
-    async def ListDirections(self, request: pb.ListDirectionsRequest, context) -> pb.ListDirectionsResponse:
+    async def ListDirections(
+        self, request: pb.ListDirectionsRequest, context
+    ) -> pb.ListDirectionsResponse:
         gen = self.repository.generator(request.model)
         return pb.ListDirectionsResponse(
             model=gen.name, directions=[convert.direction(d) for d in gen.directions.values()]
@@ -227,15 +306,20 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
         start = request.layer_start if request.HasField("layer_start") else 0
         stop = request.layer_stop if request.HasField("layer_stop") else gen.num_ws // 2
         if not 0 <= start < stop <= gen.num_ws:
-            raise InvalidInput(f"layer range [{start}, {stop}) is not inside [0, {gen.num_ws})",
-                               field="layer_start")
+            raise InvalidInput(
+                f"layer range [{start}, {stop}) is not inside [0, {gen.num_ws})",
+                field="layer_start",
+            )
         fmt = convert.output_format(request.output)
         call = self._call(context)
         ws_a, ws_b = await generation.resolve_latents(self.backend, gen, [a, b], call=call)
         mixed = editing.style_mix(ws_a, ws_b, start=start, stop=stop)
         img = (await self._render(gen, mixed[None], request.noise_mode, call, "StyleMix"))[0]
-        return pb.StyleMixResponse(model=gen.name, image=convert.to_image(img, fmt),
-                                   ws=convert.to_tensor(mixed) if request.return_latent else None)
+        return pb.StyleMixResponse(
+            model=gen.name,
+            image=convert.to_image(img, fmt),
+            ws=convert.to_tensor(mixed) if request.return_latent else None,
+        )
 
     @rpc("Interpolate")
     async def Interpolate(self, request: pb.InterpolateRequest, context) -> pb.InterpolateResponse:
@@ -244,8 +328,9 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
         b = convert.latent_source(request.end, gen, field="end")
         frames = request.frames or DEFAULT_FRAMES
         if not 2 <= frames <= self.settings.max_generate:
-            raise InvalidInput(f"frames {frames} is outside [2, {self.settings.max_generate}]",
-                               field="frames")
+            raise InvalidInput(
+                f"frames {frames} is outside [2, {self.settings.max_generate}]", field="frames"
+            )
         mode = convert.enum(convert.INTERPOLATION, request.mode, field="mode")
         fmt = convert.output_format(request.output)
         call = self._call(context)
@@ -253,47 +338,66 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
         path = editing.interpolate(ws_a, ws_b, frames, mode=mode, center=gen.w_avg)
         imgs = await self._render(gen, path, request.noise_mode, call, "Interpolate")
         return pb.InterpolateResponse(
-            model=gen.name, frames=[convert.to_image(i, fmt) for i in imgs],
+            model=gen.name,
+            frames=[convert.to_image(i, fmt) for i in imgs],
             ws=[convert.to_tensor(w) for w in path] if request.return_latents else [],
         )
 
     @rpc("ListModels")
     async def ListModels(self, request: pb.ListModelsRequest, context) -> pb.ListModelsResponse:
         repo = self.repository
-        return pb.ListModelsResponse(default_model=repo.default_generator, models=[
-            convert.model_info(g, is_default=g.name == repo.default_generator, backend=self.backend.name)
-            for g in repo.generators.values()
-        ])
+        return pb.ListModelsResponse(
+            default_model=repo.default_generator,
+            models=[
+                convert.model_info(
+                    g, is_default=g.name == repo.default_generator, backend=self.backend.name
+                )
+                for g in repo.generators.values()
+            ],
+        )
 
     @rpc("ModelInfo")
     async def ModelInfo(self, request: pb.ModelInfoRequest, context) -> pb.ModelInfoResponse:
         gen = self.repository.generator(request.model)
-        return convert.model_info(gen, is_default=gen.name == self.repository.default_generator,
-                                  backend=self.backend.name)
+        return convert.model_info(
+            gen, is_default=gen.name == self.repository.default_generator, backend=self.backend.name
+        )
 
     @rpc("BatchGenerate")
-    async def BatchGenerate(self, request: pb.BatchGenerateRequest, context) -> AsyncIterator[pb.BatchGenerateChunk]:
+    async def BatchGenerate(
+        self, request: pb.BatchGenerateRequest, context
+    ) -> AsyncIterator[pb.BatchGenerateChunk]:
         gen = self.repository.generator(request.model)
         seeds = self._batch_seeds(request)
         first = self._resume_index(request, seeds)
         chunk = request.chunk_size or DEFAULT_CHUNK
         if not 1 <= chunk <= self.settings.max_batch:
-            raise InvalidInput(f"chunk_size {chunk} is outside [1, {self.settings.max_batch}]",
-                               field="chunk_size")
+            raise InvalidInput(
+                f"chunk_size {chunk} is outside [1, {self.settings.max_batch}]", field="chunk_size"
+            )
         psi, cutoff = convert.truncation(request.truncation, gen, field="truncation")
         fmt = convert.output_format(request.output)
         call = self._call(context, Priority.BULK)
         for lo in range(first, len(seeds), chunk):
             part = [seeds[i] for i in range(lo, min(lo + chunk, len(seeds)))]
             z = np.stack([generation.z_from_seed(s, gen.z_dim, field="range") for s in part])
-            ws = await generation.seeds_to_ws(self.backend, gen, z, psi=psi, cutoff=cutoff, call=call)
+            ws = await generation.seeds_to_ws(
+                self.backend, gen, z, psi=psi, cutoff=cutoff, call=call
+            )
             imgs = await self._render(gen, ws, request.noise_mode, call, "BatchGenerate")
             done = lo + len(part)
             yield pb.BatchGenerateChunk(
-                images=[pb.GeneratedImage(seed=s, image=convert.to_image(img, fmt),
-                                          ws=convert.to_tensor(w) if request.return_latents else None)
-                        for s, img, w in zip(part, imgs, ws)],
-                done=done, total=len(seeds), resume_token=_token(done, part[-1]),
+                images=[
+                    pb.GeneratedImage(
+                        seed=s,
+                        image=convert.to_image(img, fmt),
+                        ws=convert.to_tensor(w) if request.return_latents else None,
+                    )
+                    for s, img, w in zip(part, imgs, ws)
+                ],
+                done=done,
+                total=len(seeds),
+                resume_token=_token(done, part[-1]),
             )
 
     def _batch_seeds(self, request: pb.BatchGenerateRequest) -> Sequence[int]:
@@ -308,8 +412,9 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
         if not seeds:
             raise InvalidInput("no seeds in the request", field=field)
         if len(seeds) > self.settings.max_batch_seeds:
-            raise InvalidInput(f"{len(seeds)} seeds, the limit is {self.settings.max_batch_seeds}",
-                               field=field)
+            raise InvalidInput(
+                f"{len(seeds)} seeds, the limit is {self.settings.max_batch_seeds}", field=field
+            )
         if min(seeds) < 0 or max(seeds) > generation.MAX_SEED:
             raise InvalidInput(f"seeds must be in [0, {generation.MAX_SEED}]", field=field)
         return seeds
@@ -318,19 +423,24 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
     def _resume_index(request: pb.BatchGenerateRequest, seeds: Sequence[int]) -> int:
         if request.resume_token:
             try:
-                done_s, last_s = base64.urlsafe_b64decode(request.resume_token.encode()).decode().split(":")
+                done_s, last_s = (
+                    base64.urlsafe_b64decode(request.resume_token.encode()).decode().split(":")
+                )
                 done, last = int(done_s), int(last_s)
             except ValueError:
                 raise InvalidInput("malformed resume token", field="resume_token") from None
             if not 0 < done <= len(seeds) or seeds[done - 1] != last:
-                raise InvalidInput("resume token does not belong to these seeds", field="resume_token")
+                raise InvalidInput(
+                    "resume token does not belong to these seeds", field="resume_token"
+                )
             return done
         if request.HasField("start_after"):
             try:
                 return seeds.index(request.start_after) + 1
             except ValueError:
-                raise InvalidInput(f"seed {request.start_after} is not in the request",
-                                   field="start_after") from None
+                raise InvalidInput(
+                    f"seed {request.start_after} is not in the request", field="start_after"
+                ) from None
         return 0
 
 

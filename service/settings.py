@@ -24,23 +24,23 @@ class Settings:
     log_json: bool = True
 
     # embedded backend
-    intra_op_threads: int = 2       # onnxruntime threads per session run
-    session_concurrency: int = 1    # onnxruntime runs in flight at once (thread pool size)
-    max_batch: int = 32             # micro-batcher: samples per onnxruntime run
-    batch_window_ms: float = 2.0    # micro-batcher: wait this long for more calls
-    max_queue: int = 1024           # pending calls per model before OverCapacity
+    intra_op_threads: int = 2  # onnxruntime threads per session run
+    session_concurrency: int = 1  # onnxruntime runs in flight at once (thread pool size)
+    max_batch: int = 32  # micro-batcher: samples per onnxruntime run
+    batch_window_ms: float = 2.0  # micro-batcher: wait this long for more calls
+    max_queue: int = 1024  # pending calls per model before OverCapacity
 
     # limits
     max_steps: int = 1000
     max_image_bytes: int = 16 * 1024 * 1024
     max_image_side: int = 4096
-    max_generate: int = 64          # images per Generate / Interpolate frames
+    max_generate: int = 64  # images per Generate / Interpolate frames
     max_batch_seeds: int = 1_000_000
     max_concurrent_inversions: int = 64
     max_message_bytes: int = 64 * 1024 * 1024
 
     # health: how often the backend is probed (health follows it; Triton statistics exported)
-    health_interval_s: float = 5.0   # 0 = no probing: SERVING from start-up to drain
+    health_interval_s: float = 5.0  # 0 = no probing: SERVING from start-up to drain
 
     # shutdown
     drain_grace_s: float = 30.0  # wait this long for in-flight RPCs after NOT_SERVING

@@ -22,7 +22,7 @@ Dim = int | str
 @dataclasses.dataclass(frozen=True)
 class TensorSpec:
     name: str
-    dtype: str            # Triton dtype name: "FP32", ...
+    dtype: str  # Triton dtype name: "FP32", ...
     dims: tuple[Dim, ...]  # per-sample dims (batch excluded)
     doc: str = ""
 
@@ -77,7 +77,9 @@ SYNTHESIS = ModelSignature(
 ENCODER = ModelSignature(
     "encoder",
     inputs=(TensorSpec("image", "FP32", IMAGE_DIMS, "RGB image in [-1, 1]"),),
-    outputs=(TensorSpec("ws", "FP32", WS_DIMS, "W+ latent predicted by the domain-guided encoder"),),
+    outputs=(
+        TensorSpec("ws", "FP32", WS_DIMS, "W+ latent predicted by the domain-guided encoder"),
+    ),
 )
 
 FEATURES = ModelSignature(
@@ -92,13 +94,21 @@ INVERSION_STEP = ModelSignature(
     inputs=(
         TensorSpec("ws", "FP32", WS_DIMS, "current W+ latent"),
         TensorSpec("target", "FP32", IMAGE_DIMS, "target image in [-1, 1]"),
-        TensorSpec("target_features", "FP32", FEATURE_DIMS, "features(target), from the features model"),
-        TensorSpec("loss_weights", "FP32", (len(LOSS_TERMS),), "weights of (pixel, feature, domain)"),
-        TensorSpec("mask", "FP32", (1, "resolution", "resolution"), "1 where pixel/feature terms count"),
+        TensorSpec(
+            "target_features", "FP32", FEATURE_DIMS, "features(target), from the features model"
+        ),
+        TensorSpec(
+            "loss_weights", "FP32", (len(LOSS_TERMS),), "weights of (pixel, feature, domain)"
+        ),
+        TensorSpec(
+            "mask", "FP32", (1, "resolution", "resolution"), "1 where pixel/feature terms count"
+        ),
     ),
     outputs=(
         TensorSpec("loss", "FP32", (1,), "weighted total loss per sample"),
-        TensorSpec("loss_terms", "FP32", (len(LOSS_TERMS),), "unweighted (pixel, feature, domain) terms"),
+        TensorSpec(
+            "loss_terms", "FP32", (len(LOSS_TERMS),), "unweighted (pixel, feature, domain) terms"
+        ),
         TensorSpec("grad", "FP32", WS_DIMS, "d loss / d ws, per sample"),
         TensorSpec("image", "FP32", IMAGE_DIMS, "G(ws), the reconstruction at this step"),
     ),

@@ -45,9 +45,19 @@ def _locked(path: Path):
 
 def _source_hash() -> str:
     """Hash of everything a tiny export depends on: a change re-exports."""
-    exporter = ("api", "blend", "directions", "graphs", "onnx_export", "repository", "triton_config")
+    exporter = (
+        "api",
+        "blend",
+        "directions",
+        "graphs",
+        "onnx_export",
+        "repository",
+        "triton_config",
+    )
     files = [ROOT / "export" / f"{m}.py" for m in exporter] + [
-        ROOT / "gan" / "networks.py", ROOT / "gan" / "checkpoint.py", ROOT / "gan" / "data.py",
+        ROOT / "gan" / "networks.py",
+        ROOT / "gan" / "checkpoint.py",
+        ROOT / "gan" / "data.py",
         ROOT / "service" / "signatures.py",
     ]
     h = hashlib.sha256()
@@ -76,16 +86,18 @@ def _cached_export(key: str, build) -> Path:
 @pytest.fixture(scope="session")
 def tiny_repository() -> Path:
     """Path of a complete model repository exported from random-weight 16px networks."""
-    from export.api import export_random
+    from stylegate.export.api import export_random
 
-    return _cached_export(f"tiny-{_source_hash()}", lambda d: export_random(d, resolution=16, seed=0))
+    return _cached_export(
+        f"tiny-{_source_hash()}", lambda d: export_random(d, resolution=16, seed=0)
+    )
 
 
 @pytest.fixture(scope="session")
 def tiny_models() -> dict:
     """The torch modules behind ``tiny_repository`` (``export.api.random_models``):
     keys base, transfer (generators), encoder, classifier (also the feature network)."""
-    from export.api import random_models
+    from stylegate.export.api import random_models
 
     return random_models(resolution=16, seed=0)
 
@@ -99,13 +111,21 @@ def shipped_repository() -> Path:
     with _locked(ROOT / ".pytest_cache" / "stylegate" / "shipped.lock"):
         meta = repo / "stylegate.json"
         stale = meta.exists() and any(
-            (ckpts / c).exists() and (ckpts / c).stat().st_mtime > meta.stat().st_mtime for c in SHIPPED_CHECKPOINTS)
+            (ckpts / c).exists() and (ckpts / c).stat().st_mtime > meta.stat().st_mtime
+            for c in SHIPPED_CHECKPOINTS
+        )
         if not meta.exists() or stale:
             if missing:
-                pytest.fail(f"shipped checkpoints missing in {ckpts}: {', '.join(missing)} "
-                            "(train them or fetch them before running the shipped-model tests)")
-            from export.api import export_checkpoints
+                pytest.fail(
+                    f"shipped checkpoints missing in {ckpts}: {', '.join(missing)} "
+                    "(train them or fetch them before running the shipped-model tests)"
+                )
+            from stylegate.export.api import export_checkpoints
 
-            export_checkpoints(repo, base=ckpts / "base.pt", transfer=ckpts / "transfer.pt",
-                               classifier=ckpts / "classifier.pt")
+            export_checkpoints(
+                repo,
+                base=ckpts / "base.pt",
+                transfer=ckpts / "transfer.pt",
+                classifier=ckpts / "classifier.pt",
+            )
     return repo

@@ -4,13 +4,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cli.main import COMMANDS
+from stylegate.cli.main import COMMANDS
 
 STYLEGATE = Path(sys.executable).parent / "stylegate"
 
 
 def test_help_lists_every_command():
-    out = subprocess.run([str(STYLEGATE), "--help"], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [str(STYLEGATE), "--help"], capture_output=True, text=True, timeout=120, check=True
+    )
     for name in COMMANDS:
         assert name in out.stdout
     assert "unavailable here" not in out.stdout  # the dev environment has every extra
@@ -18,6 +20,8 @@ def test_help_lists_every_command():
 
 def test_each_command_has_help():
     for name in ("serve", "generate", "invert", "edit", "export", "triton"):
-        out = subprocess.run([str(STYLEGATE), name, "--help"], capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [str(STYLEGATE), name, "--help"], capture_output=True, text=True, timeout=120
+        )
         assert out.returncode == 0, out.stderr
         assert "Usage:" in out.stdout

@@ -16,10 +16,9 @@ import onnxruntime as ort
 import pytest
 import torch
 from google.protobuf import text_format
+from stylegate.export import graphs, onnx_export
+from stylegate.service.signatures import METADATA_FILE, SIGNATURES
 from tritonclient.grpc import model_config_pb2
-
-from export import graphs, onnx_export
-from service.signatures import METADATA_FILE, SIGNATURES
 
 BATCHES = (1, 3, 8)
 ATOL = 1e-4
@@ -38,8 +37,11 @@ def sessions(tiny_repository):
         if name not in cache:
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = 1
-            cache[name] = ort.InferenceSession(str(tiny_repository / name / "1" / "model.onnx"), opts,
-                                               providers=["CPUExecutionProvider"])
+            cache[name] = ort.InferenceSession(
+                str(tiny_repository / name / "1" / "model.onnx"),
+                opts,
+                providers=["CPUExecutionProvider"],
+            )
         return cache[name]
 
     return get
@@ -51,8 +53,13 @@ def _inputs(network, dims, batch, seed):
 
 
 def _all_models(meta):
-    return sorted({(name, network, gen) for gen, g in meta["generators"].items()
-                   for network, name in g["models"].items()})
+    return sorted(
+        {
+            (name, network, gen)
+            for gen, g in meta["generators"].items()
+            for network, name in g["models"].items()
+        }
+    )
 
 
 # --------------------------------------------------------------------------- files and configs
@@ -62,9 +69,14 @@ def test_repository_layout(tiny_repository, meta):
     assert meta["format_version"] == 1 and meta["default_generator"] == "base"
     assert set(meta["generators"]) == {"base", "transfer", "blend"}
     assert meta["generators"]["base"]["models"] == {n: n for n in SIGNATURES}
-    assert meta["generators"]["transfer"]["models"] == {"mapping": "transfer_mapping",
-                                                        "synthesis": "transfer_synthesis"}
-    assert meta["generators"]["blend"]["models"] == {"mapping": "mapping", "synthesis": "blend_synthesis"}
+    assert meta["generators"]["transfer"]["models"] == {
+        "mapping": "transfer_mapping",
+        "synthesis": "transfer_synthesis",
+    }
+    assert meta["generators"]["blend"]["models"] == {
+        "mapping": "mapping",
+        "synthesis": "blend_synthesis",
+    }
     assert meta["generators"]["blend"]["blend"] == {"swap_resolution": 8, "blend_width": None}
     for name, _, _ in _all_models(meta):
         assert (tiny_repository / name / "1" / "model.onnx").is_file()
@@ -91,7 +103,9 @@ def test_onnx_io_matches_signatures(sessions, meta):
 @pytest.mark.parametrize("config", ["config.pbtxt", "configs/gpu.pbtxt"])
 def test_configs_parse_and_match_signatures(tiny_repository, meta, config):
     for name, network, gen in _all_models(meta):
-        cfg = text_format.Parse((tiny_repository / name / config).read_text(), model_config_pb2.ModelConfig())
+        cfg = text_format.Parse(
+            (tiny_repository / name / config).read_text(), model_config_pb2.ModelConfig()
+        )
         sig, dims = SIGNATURES[network], meta["generators"][gen]
         assert cfg.name == name and cfg.platform == "onnxruntime_onnx"
         assert cfg.max_batch_size >= 8
@@ -116,15 +130,29 @@ def test_configs_parse_and_match_signatures(tiny_repository, meta, config):
 
 
 def test_python_backend_flavour_has_same_io():
-    from export.triton_config import model_config
+    from stylegate.export.triton_config import model_config
 
-    dims = {"num_ws": 6, "w_dim": 32, "resolution": 16, "z_dim": 32, "feature_channels": 16,
-            "feature_resolution": 4}
-    onnx_cfg = text_format.Parse(model_config("inversion_step", "inversion_step", dims),
-                                 model_config_pb2.ModelConfig())
-    py_cfg = text_format.Parse(model_config("inversion_step", "inversion_step", dims, runtime="python",
-                                            parameters={"onnx_path": "1/model.onnx"}),
-                               model_config_pb2.ModelConfig())
+    dims = {
+        "num_ws": 6,
+        "w_dim": 32,
+        "resolution": 16,
+        "z_dim": 32,
+        "feature_channels": 16,
+        "feature_resolution": 4,
+    }
+    onnx_cfg = text_format.Parse(
+        model_config("inversion_step", "inversion_step", dims), model_config_pb2.ModelConfig()
+    )
+    py_cfg = text_format.Parse(
+        model_config(
+            "inversion_step",
+            "inversion_step",
+            dims,
+            runtime="python",
+            parameters={"onnx_path": "1/model.onnx"},
+        ),
+        model_config_pb2.ModelConfig(),
+    )
     assert py_cfg.backend == "python" and not py_cfg.platform
     assert py_cfg.input == onnx_cfg.input and py_cfg.output == onnx_cfg.output
     assert py_cfg.parameters["onnx_path"].string_value == "1/model.onnx"
@@ -143,17 +171,25 @@ def test_parity_mapping(sessions, meta, tiny_models, batch):
 
 @pytest.mark.parametrize("batch", BATCHES)
 def test_parity_synthesis(sessions, meta, tiny_models, batch):
-    from export.blend import blend_generators
+    from stylegate.export.blend import blend_generators
 
     blend = blend_generators(tiny_models["base"], tiny_models["transfer"], swap_resolution=8)
-    for gen, G in (("base", tiny_models["base"]), ("transfer", tiny_models["transfer"]), ("blend", blend)):
+    for gen, G in (
+        ("base", tiny_models["base"]),
+        ("transfer", tiny_models["transfer"]),
+        ("blend", blend),
+    ):
         (ws, _), feeds = _inputs("synthesis", meta["generators"][gen], batch, seed=batch)
         s = sessions(meta["generators"][gen]["models"]["synthesis"])
         gain = np.ones((batch, 1), np.float32)
         (img,) = s.run(None, {**feeds, "noise_gain": gain})
-        np.testing.assert_allclose(img, G.synthesis(ws, noise_mode="const").numpy(), atol=ATOL, rtol=1e-4)
+        np.testing.assert_allclose(
+            img, G.synthesis(ws, noise_mode="const").numpy(), atol=ATOL, rtol=1e-4
+        )
         (img0,) = s.run(None, {**feeds, "noise_gain": 0 * gain})
-        np.testing.assert_allclose(img0, G.synthesis(ws, noise_mode="none").numpy(), atol=ATOL, rtol=1e-4)
+        np.testing.assert_allclose(
+            img0, G.synthesis(ws, noise_mode="none").numpy(), atol=ATOL, rtol=1e-4
+        )
         assert np.abs(img - img0).max() > 1e-3, "noise_gain has no effect"
 
 
@@ -164,7 +200,9 @@ def test_parity_encoder_and_features(sessions, meta, tiny_models, batch):
     (ws,) = sessions("encoder").run(None, feeds)
     np.testing.assert_allclose(ws, tiny_models["encoder"](img).numpy(), atol=ATOL, rtol=1e-4)
     (f,) = sessions("features").run(None, feeds)
-    np.testing.assert_allclose(f, tiny_models["classifier"].features(img).numpy(), atol=ATOL, rtol=1e-4)
+    np.testing.assert_allclose(
+        f, tiny_models["classifier"].features(img).numpy(), atol=ATOL, rtol=1e-4
+    )
 
 
 def _rel_l2(a, b):
@@ -174,7 +212,9 @@ def _rel_l2(a, b):
 @pytest.mark.parametrize("batch", BATCHES)
 def test_parity_inversion_step(sessions, meta, tiny_models, batch):
     dims = meta["generators"]["base"]
-    step = graphs.InversionStep(tiny_models["base"].synthesis, tiny_models["encoder"], tiny_models["classifier"])
+    step = graphs.InversionStep(
+        tiny_models["base"].synthesis, tiny_models["encoder"], tiny_models["classifier"]
+    )
     tensors, feeds = _inputs("inversion_step", dims, batch, seed=batch)
     ws, _, _, weights, mask = tensors
     if batch > 1:  # one sample with an all-ones mask and only the domain term
@@ -219,8 +259,11 @@ def test_inversion_step_terms_are_the_documented_objective(tiny_models):
     torch.testing.assert_close(loss[:, 0], (terms * weights).sum(1))
     w = ws.clone().requires_grad_(True)
     xw = G.synthesis(w, noise_mode="const")
-    l0 = (xw[0] - target[0]).square().mean() + 0.5 * (C.features(xw[:1]) - tf[:1]).square().mean() \
+    l0 = (
+        (xw[0] - target[0]).square().mean()
+        + 0.5 * (C.features(xw[:1]) - tf[:1]).square().mean()
         + 2.0 * (w[0] - E(xw[:1])[0]).square().mean()
+    )
     (g,) = torch.autograd.grad(l0, w)
     torch.testing.assert_close(grad[0], g[0], rtol=1e-4, atol=1e-6)
 
@@ -231,7 +274,12 @@ def test_inversion_step_terms_are_the_documented_objective(tiny_models):
 def test_metadata_describes_the_models(meta, tiny_models):
     base = meta["generators"]["base"]
     G = tiny_models["base"]
-    assert (base["resolution"], base["num_ws"], base["w_dim"], base["z_dim"]) == (16, G.num_ws, 32, 32)
+    assert (base["resolution"], base["num_ws"], base["w_dim"], base["z_dim"]) == (
+        16,
+        G.num_ws,
+        32,
+        32,
+    )
     assert (base["feature_channels"], base["feature_resolution"]) == (16, 4)
     assert base["layer_resolutions"] == G.synthesis.layer_resolutions
     np.testing.assert_allclose(base["w_avg"], G.mapping.w_avg.numpy(), rtol=1e-6)
@@ -250,7 +298,9 @@ def test_directions_are_unit_with_std_and_layers(meta):
             assert d["std"] > 0
             start, stop = d["layers"]
             assert 0 <= start < stop <= g["num_ws"]
-        assert {"sefa_0", "sefa_coarse_0", "sefa_middle_0", "ganspace_0", "smile", "pose"} <= set(dirs)
+        assert {"sefa_0", "sefa_coarse_0", "sefa_middle_0", "ganspace_0", "smile", "pose"} <= set(
+            dirs
+        )
         assert dirs["sefa_coarse_0"]["layers"] == [0, 3]
 
 
@@ -258,11 +308,13 @@ def test_interfacegan_separates_better_than_chance(meta):
     dirs = meta["generators"]["base"]["directions"]
     accs = [d["accuracy"] for d in dirs.values() if d["method"] == "interfacegan"]
     assert len(accs) == 8
-    assert np.mean(accs) > 0.6  # random-weight nets, 60 samples a side: well above chance (0.5) on average
+    assert (
+        np.mean(accs) > 0.6
+    )  # random-weight nets, 60 samples a side: well above chance (0.5) on average
 
 
 def test_directions_math(tiny_models):
-    from export import directions as D
+    from stylegate.export import directions as D
 
     G = tiny_models["base"]
     vecs, evals = D.sefa(G.synthesis, (0, G.num_ws), 3)
@@ -287,7 +339,11 @@ def test_directions_math(tiny_models):
 def test_export_is_deterministic(tmp_path, tiny_repository, meta, tiny_models):
     """Re-exporting gives the same bytes (cheap models; the step graph shares the code path)."""
     dims = {k: v for k, v in meta["generators"]["base"].items() if isinstance(v, int)}
-    for network, module in (("mapping", onnx_export.wrap("mapping", generator=tiny_models["base"])),
-                            ("features", onnx_export.wrap("features", feature_net=tiny_models["classifier"]))):
+    for network, module in (
+        ("mapping", onnx_export.wrap("mapping", generator=tiny_models["base"])),
+        ("features", onnx_export.wrap("features", feature_net=tiny_models["classifier"])),
+    ):
         path = onnx_export.export_onnx(module, network, dims, tmp_path / network / "model.onnx")
-        assert path.read_bytes() == (tiny_repository / network / "1" / "model.onnx").read_bytes(), network
+        assert path.read_bytes() == (tiny_repository / network / "1" / "model.onnx").read_bytes(), (
+            network
+        )

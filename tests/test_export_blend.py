@@ -7,10 +7,9 @@ import math
 import pytest
 import torch
 from click.testing import CliRunner
-
-from export import blend as B
-from export.cli import export
-from gan import checkpoint as ckpt
+from stylegate.export import blend as B
+from stylegate.export.cli import export
+from stylegate.gan import checkpoint as ckpt
 
 
 def _block_index(name: str) -> int | None:
@@ -29,7 +28,9 @@ def test_hard_swap_takes_transfer_up_to_the_swap_resolution(tiny_models):
         else:
             res = base.synthesis.blocks[i].resolution
             torch.testing.assert_close(v, ts[k] if res <= 8 else bs[k], rtol=0, atol=0)
-    assert any(not torch.equal(bs[k], ts[k]) for k in bs if _block_index(k) == 2)  # the test can fail
+    assert any(
+        not torch.equal(bs[k], ts[k]) for k in bs if _block_index(k) == 2
+    )  # the test can fail
 
 
 def test_logistic_blend_interpolates_per_resolution(tiny_models):
@@ -50,31 +51,63 @@ def test_blend_rejects_bad_arguments(tiny_models):
     with pytest.raises(ValueError, match="swap resolution"):
         B.blend_generators(tiny_models["base"], tiny_models["transfer"], swap_resolution=12)
     with pytest.raises(ValueError, match="blend_width"):
-        B.blend_generators(tiny_models["base"], tiny_models["transfer"], swap_resolution=8, blend_width=0)
+        B.blend_generators(
+            tiny_models["base"], tiny_models["transfer"], swap_resolution=8, blend_width=0
+        )
 
 
 def test_blend_cli_writes_a_loadable_checkpoint(tmp_path):
-    from export.api import random_checkpoints
+    from stylegate.export.api import random_checkpoints
 
     paths = random_checkpoints(tmp_path, resolution=16)
     out = tmp_path / "blend.pt"
-    r = CliRunner().invoke(export, ["blend", "--base", str(paths["base"]), "--transfer", str(paths["transfer"]),
-                                    "--swap-resolution", "8", "--blend-width", "0.3", "--out", str(out)])
+    r = CliRunner().invoke(
+        export,
+        [
+            "blend",
+            "--base",
+            str(paths["base"]),
+            "--transfer",
+            str(paths["transfer"]),
+            "--swap-resolution",
+            "8",
+            "--blend-width",
+            "0.3",
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     data = ckpt.load(out)
     assert data["blend"]["swap_resolution"] == 8 and data["blend"]["blend_width"] == 0.3
     g = ckpt.generator_from(data["G_ema"])
-    want = B.blend_generators(ckpt.load_generator(paths["base"]), ckpt.load_generator(paths["transfer"]),
-                              swap_resolution=8, blend_width=0.3)
+    want = B.blend_generators(
+        ckpt.load_generator(paths["base"]),
+        ckpt.load_generator(paths["transfer"]),
+        swap_resolution=8,
+        blend_width=0.3,
+    )
     ws = torch.randn(2, g.num_ws, g.w_dim)
     torch.testing.assert_close(g.synthesis(ws), want.synthesis(ws))
-    r = CliRunner().invoke(export, ["blend", "--base", str(paths["base"]), "--transfer", str(paths["transfer"]),
-                                    "--swap-resolution", "5", "--out", str(out)])
+    r = CliRunner().invoke(
+        export,
+        [
+            "blend",
+            "--base",
+            str(paths["base"]),
+            "--transfer",
+            str(paths["transfer"]),
+            "--swap-resolution",
+            "5",
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code != 0 and "swap resolution" in r.output
 
 
 def test_tensorrt_without_a_gpu_says_so(tmp_path, monkeypatch):
-    from export import tensorrt
+    from stylegate.export import tensorrt
 
     monkeypatch.setattr(tensorrt, "_gpu_present", lambda: False)
     r = CliRunner().invoke(export, ["--tensorrt", "--out", str(tmp_path)])

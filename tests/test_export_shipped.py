@@ -12,11 +12,10 @@ import json
 import numpy as np
 import onnxruntime as ort
 import pytest
-
-from export import graphs, onnx_export
-from export.blend import blend_generators
-from gan import checkpoint as ckpt
-from service.signatures import METADATA_FILE, SIGNATURES
+from stylegate.export import graphs, onnx_export
+from stylegate.export.blend import blend_generators
+from stylegate.gan import checkpoint as ckpt
+from stylegate.service.signatures import METADATA_FILE, SIGNATURES
 
 pytestmark = pytest.mark.slow
 BATCHES = (1, 3, 8)
@@ -31,8 +30,11 @@ def shipped(shipped_repository):
     transfer = ckpt.load_generator(ck / "transfer.pt")
     b = meta["generators"]["blend"]["blend"]
     modules = {
-        "base": base, "transfer": transfer,
-        "blend": blend_generators(base, transfer, swap_resolution=b["swap_resolution"], blend_width=b["blend_width"]),
+        "base": base,
+        "transfer": transfer,
+        "blend": blend_generators(
+            base, transfer, swap_resolution=b["swap_resolution"], blend_width=b["blend_width"]
+        ),
         "encoder": ckpt.encoder_from(src["encoder"]),
         "classifier": ckpt.load_classifier(ck / "classifier.pt"),
     }
@@ -40,8 +42,10 @@ def shipped(shipped_repository):
 
     def session(name):
         if name not in sessions:
-            sessions[name] = ort.InferenceSession(str(shipped_repository / name / "1" / "model.onnx"),
-                                                  providers=["CPUExecutionProvider"])
+            sessions[name] = ort.InferenceSession(
+                str(shipped_repository / name / "1" / "model.onnx"),
+                providers=["CPUExecutionProvider"],
+            )
         return sessions[name]
 
     return meta, modules, session
@@ -59,12 +63,15 @@ def test_shipped_generators(shipped, batch):
         g, dims = modules[gen], meta["generators"][gen]
         (z,), feeds = _feeds("mapping", dims, batch, batch)
         (w,) = session(dims["models"]["mapping"]).run(None, feeds)
-        np.testing.assert_allclose(w, (modules["base"] if gen == "blend" else g).mapping(z).numpy(),
-                                   atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(
+            w, (modules["base"] if gen == "blend" else g).mapping(z).numpy(), atol=1e-4, rtol=1e-4
+        )
         (ws, _), feeds = _feeds("synthesis", dims, batch, batch)
         feeds["noise_gain"] = np.ones_like(feeds["noise_gain"])
         (img,) = session(dims["models"]["synthesis"]).run(None, feeds)
-        np.testing.assert_allclose(img, g.synthesis(ws, noise_mode="const").numpy(), atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(
+            img, g.synthesis(ws, noise_mode="const").numpy(), atol=1e-4, rtol=1e-4
+        )
 
 
 @pytest.mark.parametrize("batch", BATCHES)
@@ -72,10 +79,15 @@ def test_shipped_encoder_features_and_step(shipped, batch):
     meta, m, session = shipped
     dims = meta["generators"]["base"]
     (img,), feeds = _feeds("encoder", dims, batch, batch)
-    np.testing.assert_allclose(session("encoder").run(None, feeds)[0], m["encoder"](img).numpy(),
-                               atol=1e-4, rtol=1e-4)
-    np.testing.assert_allclose(session("features").run(None, feeds)[0], m["classifier"].features(img).numpy(),
-                               atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(
+        session("encoder").run(None, feeds)[0], m["encoder"](img).numpy(), atol=1e-4, rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        session("features").run(None, feeds)[0],
+        m["classifier"].features(img).numpy(),
+        atol=1e-4,
+        rtol=1e-4,
+    )
     step = graphs.InversionStep(m["base"].synthesis, m["encoder"], m["classifier"])
     tensors, feeds = _feeds("inversion_step", dims, batch, batch)
     want = [t.numpy() for t in step(*tensors)]

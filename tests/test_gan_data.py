@@ -4,8 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-
-from gan import data
+from stylegate.gan import data
 
 
 def test_deterministic_per_seed_and_distinct_across_seeds():
@@ -36,7 +35,9 @@ def _changed_region(params, **change):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_labels_match_what_is_drawn(seed):
     """Toggling one attribute changes pixels only where that feature is drawn."""
-    p = dataclasses.replace(data.sample_params(np.random.default_rng(seed)), yaw=0.0, dx=0.0, dy=0.0, scale=1.0)
+    p = dataclasses.replace(
+        data.sample_params(np.random.default_rng(seed)), yaw=0.0, dx=0.0, dy=0.0, scale=1.0
+    )
     # face centre at (32, 34): eyes around row 31, mouth around row 43
     y0, y1, _, _ = _changed_region(p, smile=not p.smile)
     assert y0 >= 36 and y1 <= 50, "smile must only change the mouth"
@@ -57,7 +58,9 @@ def test_labels_match_what_is_drawn(seed):
 
 
 def test_hair_and_skin_colours_are_drawn():
-    p = dataclasses.replace(data.sample_params(np.random.default_rng(5)), yaw=0.0, dx=0.0, dy=0.0, scale=1.0)
+    p = dataclasses.replace(
+        data.sample_params(np.random.default_rng(5)), yaw=0.0, dx=0.0, dy=0.0, scale=1.0
+    )
     blond = data.render(dataclasses.replace(p, hair=2)).astype(int)
     black = data.render(dataclasses.replace(p, hair=0)).astype(int)
     top = (slice(14, 20), slice(26, 38))  # the fringe
@@ -75,7 +78,7 @@ def test_woodblock_style_is_the_same_face_in_another_look():
     assert not np.array_equal(photo, wood)
     # flat palette + grain: far fewer distinct colours before grain is not testable after it,
     # but thick dark outlines are: many more near-black pixels
-    dark = lambda x: (x.max(-1) < 60).mean()  # noqa: E731
+    dark = lambda x: (x.max(-1) < 60).mean()
     assert dark(wood) > dark(photo) + 0.02
     with pytest.raises(ValueError, match="style"):
         data.render(data.sample_params(np.random.default_rng(0)), style="oil")
@@ -83,7 +86,7 @@ def test_woodblock_style_is_the_same_face_in_another_look():
 
 def test_heldout_seeds_never_drawn_in_training():
     it = data.training_batches(8, seed=0)
-    x, labels, yaw = next(it)
+    x, _labels, _yaw = next(it)
     assert x.shape == (8, 3, 64, 64) and x.dtype == np.float32
     assert -1.0 <= x.min() and x.max() <= 1.0
     assert data.heldout_seeds(3)[0] >= data.HELDOUT_SEED_BASE

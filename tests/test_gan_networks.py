@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 import torch
-
-from gan import checkpoint as ckpt
-from gan import data
-from gan import networks as N
+from stylegate.gan import checkpoint as ckpt
+from stylegate.gan import data
+from stylegate.gan import networks as N
 
 TINY = {4: 32, 8: 32, 16: 16}
 

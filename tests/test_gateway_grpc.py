@@ -15,17 +15,16 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import numpy as np
 import pytest
-from gateway_fakes import write_onnx_repository
-from gateway_harness import running_gateway
+from support.gateway_fakes import write_onnx_repository
+from support.gateway_harness import running_gateway
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
 from prometheus_client import REGISTRY
-
-from protos.stylegate.v1 import stylegate_pb2 as pb
-from service.backends.embedded import EmbeddedBackend
-from service.client import image_array, tensor_to_array, to_tensor
-from service.metadata import RepositoryInfo, load_repository
+from stylegate.protos.v1 import stylegate_pb2 as pb
+from stylegate.service.backends.embedded import EmbeddedBackend
+from stylegate.service.client import image_array, tensor_to_array, to_tensor
+from stylegate.service.metadata import RepositoryInfo, load_repository
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +72,9 @@ class SlowBackend:
 
 @pytest.fixture(scope="module")
 def gateway(repository):
-    with running_gateway(repository, embedded(repository), max_steps=200, max_image_side=512,
-                         max_generate=16) as gw:
+    with running_gateway(
+        repository, embedded(repository), max_steps=200, max_image_side=512, max_generate=16
+    ) as gw:
         yield gw
 
 
@@ -109,6 +109,7 @@ def rpc_error(fn) -> grpc.RpcError:
 
 # -- models ---------------------------------------------------------------------------
 
+
 def test_list_models_and_model_info(client, repository, info):
     models = client.list_models()
     assert models.default_model == repository.default_generator
@@ -116,7 +117,12 @@ def test_list_models_and_model_info(client, repository, info):
     assert names == set(repository.generators)
     gen = repository.generator()
     assert (info.name, info.resolution, info.num_ws, info.w_dim, info.z_dim) == (
-        gen.name, gen.resolution, gen.num_ws, gen.w_dim, gen.z_dim)
+        gen.name,
+        gen.resolution,
+        gen.num_ws,
+        gen.w_dim,
+        gen.z_dim,
+    )
     assert info.can_invert and info.is_default and info.backend == "embedded"
     assert set(info.networks) >= {"mapping", "synthesis", "encoder", "features", "inversion_step"}
     assert {d.name for d in info.directions} == set(gen.directions)
@@ -131,6 +137,7 @@ def test_list_directions(client, repository):
 
 # -- generation -----------------------------------------------------------------------
 
+
 def test_generate_is_deterministic_and_honours_options(client, info):
     a = client.generate([0, 1], return_latents=True)
     b = client.generate([0, 1])
@@ -143,20 +150,23 @@ def test_generate_is_deterministic_and_honours_options(client, info):
     assert x.shape == (3, info.resolution, info.resolution) and x.dtype == np.float32
     # psi 0 puts every seed on w_avg
     flat = client.generate([3, 4], truncation=0.0, fmt="raw")
-    np.testing.assert_allclose(tensor_to_array(flat[0].image.tensor), tensor_to_array(flat[1].image.tensor),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        tensor_to_array(flat[0].image.tensor), tensor_to_array(flat[1].image.tensor), atol=1e-5
+    )
     jpeg = client.generate([0], fmt="jpeg")[0].image
     assert jpeg.data[:2] == b"\xff\xd8" and jpeg.format == pb.IMAGE_FORMAT_JPEG
 
 
 def test_explicit_z_matches_the_seed(client, info):
     z = np.random.RandomState(5).standard_normal(info.z_dim).astype(np.float32)
-    by_z = client.stub.Generate(pb.GenerateRequest(z=[to_tensor(z)], output=pb.OutputOptions(
-        format=pb.IMAGE_FORMAT_RAW)))
+    by_z = client.stub.Generate(
+        pb.GenerateRequest(z=[to_tensor(z)], output=pb.OutputOptions(format=pb.IMAGE_FORMAT_RAW))
+    )
     by_seed = client.generate([5], fmt="raw")
     assert by_z.images[0].seed == -1
-    np.testing.assert_array_equal(tensor_to_array(by_z.images[0].image.tensor),
-                                  tensor_to_array(by_seed[0].image.tensor))
+    np.testing.assert_array_equal(
+        tensor_to_array(by_z.images[0].image.tensor), tensor_to_array(by_seed[0].image.tensor)
+    )
 
 
 def test_batch_generate_streams_chunks_and_resumes(client):
@@ -166,7 +176,9 @@ def test_batch_generate_streams_chunks_and_resumes(client):
     seeds = [i.seed for c in chunks for i in c.images]
     assert seeds == list(range(10, 21))
     # resume after the first chunk, by token and by seed: the same images follow
-    resumed = list(client.batch_generate(range(10, 21), chunk_size=4, resume_token=chunks[0].resume_token))
+    resumed = list(
+        client.batch_generate(range(10, 21), chunk_size=4, resume_token=chunks[0].resume_token)
+    )
     assert [i.seed for c in resumed for i in c.images] == seeds[4:]
     assert resumed[0].images[0].image.data == chunks[1].images[0].image.data
     req = pb.BatchGenerateRequest(list=pb.SeedList(seeds=[7, 3, 9]), start_after=3)
@@ -175,10 +187,12 @@ def test_batch_generate_streams_chunks_and_resumes(client):
 
 # -- inversion ------------------------------------------------------------------------
 
+
 def test_invert_streams_progress_then_the_result(client, face_png, info):
     progress = []
-    result = client.invert(face_png, steps=12, early_stop_tol=0.0, preview_every=4,
-                           on_progress=progress.append)
+    result = client.invert(
+        face_png, steps=12, early_stop_tol=0.0, preview_every=4, on_progress=progress.append
+    )
     assert [p.step for p in progress] == list(range(1, 13))
     assert all(p.total_steps == 12 and np.isfinite(p.loss) for p in progress)
     assert [p.step for p in progress if p.HasField("preview")] == [4, 8, 12]
@@ -215,7 +229,9 @@ def test_concurrent_inversions_share_batched_backend_runs(gateway, face_png):
     runs0, calls0 = stats.runs["inversion_step"], stats.calls["inversion_step"]
     n, steps = 8, 10
     with gateway.client(timeout=120) as c, ThreadPoolExecutor(n) as pool:
-        results = list(pool.map(lambda _: c.invert(face_png, steps=steps, early_stop_tol=0.0), range(n)))
+        results = list(
+            pool.map(lambda _: c.invert(face_png, steps=steps, early_stop_tol=0.0), range(n))
+        )
     runs = stats.runs["inversion_step"] - runs0
     calls = stats.calls["inversion_step"] - calls0
     assert calls == n * (steps + 1)
@@ -228,25 +244,36 @@ def test_concurrent_inversions_share_batched_backend_runs(gateway, face_png):
 
 # -- editing --------------------------------------------------------------------------
 
+
 def test_edit_latent_named_and_raw(client, info, repository):
     ws = tensor_to_array(client.generate([4], return_latents=True)[0].ws)
     name = next(iter(repository.generator().directions))
     zero = client.edit(ws, [(name, 0.0)], include_original=True, fmt="raw", return_latent=True)
-    np.testing.assert_array_equal(tensor_to_array(zero.image.tensor), tensor_to_array(zero.original.tensor))
+    np.testing.assert_array_equal(
+        tensor_to_array(zero.image.tensor), tensor_to_array(zero.original.tensor)
+    )
     strong = client.edit(ws, [(name, 3.0, (0, 2))], return_latent=True)
     moved = tensor_to_array(strong.ws) - ws
     assert np.abs(moved[:2]).max() > 0 and not moved[2:].any()
     vec = np.zeros(info.w_dim, np.float32)
     vec[0] = 1
     raw = client.edit(4, [(vec, 1.5)], return_latent=True)
-    np.testing.assert_allclose(tensor_to_array(raw.ws) - tensor_to_array(raw.source_ws),
-                               np.tile(1.5 * vec, (info.num_ws, 1)), atol=1e-5)
+    np.testing.assert_allclose(
+        tensor_to_array(raw.ws) - tensor_to_array(raw.source_ws),
+        np.tile(1.5 * vec, (info.num_ws, 1)),
+        atol=1e-5,
+    )
 
 
 def test_edit_an_image_and_render_it_with_another_generator(client, face_png, repository):
     name = next(iter(repository.generator().directions))
-    r = client.edit(face_png, [(name, 2.0)], invert_options={"steps": 3}, return_latent=True,
-                    include_original=True)
+    r = client.edit(
+        face_png,
+        [(name, 2.0)],
+        invert_options={"steps": 3},
+        return_latent=True,
+        include_original=True,
+    )
     assert r.HasField("image") and r.HasField("original") and r.HasField("source_ws")
     others = [g for g in repository.generators if g != repository.default_generator]
     if others:
@@ -268,6 +295,7 @@ def test_style_mix_and_interpolate(client, info):
 
 # -- errors ---------------------------------------------------------------------------
 
+
 def _big_png(side: int) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (side, side)).save(buf, format="PNG")
@@ -277,34 +305,75 @@ def _big_png(side: int) -> bytes:
 BAD_REQUESTS = {
     "undecodable image": (lambda c, i: c.invert(b"not an image"), "INVALID_ARGUMENT", "image.data"),
     "empty image": (lambda c, i: c.stub.Invert(pb.InvertRequest()), "INVALID_ARGUMENT", "image"),
-    "image over the size cap": (lambda c, i: c.invert(_big_png(600)), "INVALID_ARGUMENT", "image.data"),
-    "wrong tensor shape": (lambda c, i: c.invert(np.zeros((3, 5, 5), np.float32)), "INVALID_ARGUMENT",
-                           "image.tensor"),
+    "image over the size cap": (
+        lambda c, i: c.invert(_big_png(600)),
+        "INVALID_ARGUMENT",
+        "image.data",
+    ),
+    "wrong tensor shape": (
+        lambda c, i: c.invert(np.zeros((3, 5, 5), np.float32)),
+        "INVALID_ARGUMENT",
+        "image.tensor",
+    ),
     "tensor bytes and shape disagree": (
-        lambda c, i: c.stub.Invert(pb.InvertRequest(image=pb.Image(tensor=pb.Tensor(shape=[3, 4], data=b"x")))),
-        "INVALID_ARGUMENT", "image.tensor"),
-    "NaN latent": (lambda c, i: c.edit(np.full((i.num_ws, i.w_dim), np.nan, np.float32), []),
-                   "INVALID_ARGUMENT", "latent.ws"),
-    "wrong latent shape": (lambda c, i: c.edit(np.zeros((i.num_ws + 1, i.w_dim), np.float32), []),
-                           "INVALID_ARGUMENT", "latent.ws"),
-    "Inf in a raw edit vector": (lambda c, i: c.edit(1, [(np.full(i.w_dim, np.inf, np.float32), 1.0)]),
-                                 "INVALID_ARGUMENT", "edits[0].vector"),
+        lambda c, i: c.stub.Invert(
+            pb.InvertRequest(image=pb.Image(tensor=pb.Tensor(shape=[3, 4], data=b"x")))
+        ),
+        "INVALID_ARGUMENT",
+        "image.tensor",
+    ),
+    "NaN latent": (
+        lambda c, i: c.edit(np.full((i.num_ws, i.w_dim), np.nan, np.float32), []),
+        "INVALID_ARGUMENT",
+        "latent.ws",
+    ),
+    "wrong latent shape": (
+        lambda c, i: c.edit(np.zeros((i.num_ws + 1, i.w_dim), np.float32), []),
+        "INVALID_ARGUMENT",
+        "latent.ws",
+    ),
+    "Inf in a raw edit vector": (
+        lambda c, i: c.edit(1, [(np.full(i.w_dim, np.inf, np.float32), 1.0)]),
+        "INVALID_ARGUMENT",
+        "edits[0].vector",
+    ),
     "unknown model": (lambda c, i: c.generate([0], model="nope"), "NOT_FOUND", "model"),
     "unknown direction": (lambda c, i: c.edit(1, [("frown", 1.0)]), "NOT_FOUND", "edits[0].name"),
-    "bad layer range": (lambda c, i: c.style_mix(1, 2, layers=(3, 1)), "INVALID_ARGUMENT", "layer_start"),
-    "steps over the cap": (lambda c, i: c.invert(np.zeros((3, i.resolution, i.resolution), np.float32),
-                                                 steps=100_000), "INVALID_ARGUMENT", "steps"),
+    "bad layer range": (
+        lambda c, i: c.style_mix(1, 2, layers=(3, 1)),
+        "INVALID_ARGUMENT",
+        "layer_start",
+    ),
+    "steps over the cap": (
+        lambda c, i: c.invert(np.zeros((3, i.resolution, i.resolution), np.float32), steps=100_000),
+        "INVALID_ARGUMENT",
+        "steps",
+    ),
     "too many seeds": (lambda c, i: c.generate(range(100)), "INVALID_ARGUMENT", "seeds"),
     "negative seed": (lambda c, i: c.generate([-5]), "INVALID_ARGUMENT", "seeds[0]"),
     "no seeds": (lambda c, i: c.generate([]), "INVALID_ARGUMENT", "seeds"),
-    "bad truncation": (lambda c, i: c.generate([0], truncation=float("nan")), "INVALID_ARGUMENT",
-                       "truncation.psi"),
-    "too many frames": (lambda c, i: c.interpolate(1, 2, frames=1000), "INVALID_ARGUMENT", "frames"),
-    "bad resume token": (lambda c, i: list(c.batch_generate(range(3), resume_token="garbage")),
-                         "INVALID_ARGUMENT", "resume_token"),
-    "negative loss weight": (lambda c, i: c.invert(np.zeros((3, i.resolution, i.resolution), np.float32),
-                                                   loss_weights={"domain": -1.0}),
-                             "INVALID_ARGUMENT", "loss_weights.domain"),
+    "bad truncation": (
+        lambda c, i: c.generate([0], truncation=float("nan")),
+        "INVALID_ARGUMENT",
+        "truncation.psi",
+    ),
+    "too many frames": (
+        lambda c, i: c.interpolate(1, 2, frames=1000),
+        "INVALID_ARGUMENT",
+        "frames",
+    ),
+    "bad resume token": (
+        lambda c, i: list(c.batch_generate(range(3), resume_token="garbage")),
+        "INVALID_ARGUMENT",
+        "resume_token",
+    ),
+    "negative loss weight": (
+        lambda c, i: c.invert(
+            np.zeros((3, i.resolution, i.resolution), np.float32), loss_weights={"domain": -1.0}
+        ),
+        "INVALID_ARGUMENT",
+        "loss_weights.domain",
+    ),
 }
 
 
@@ -325,6 +394,7 @@ def test_inverting_with_a_generator_without_encoder_names_the_model(client, repo
 
 
 # -- streams, deadlines, capacity, failures ----------------------------------------------
+
 
 @pytest.fixture
 def slow_gateway(repository):
@@ -358,7 +428,9 @@ def test_cancellation_stops_the_loop_within_a_step(slow_gateway, info):
 def test_deadline_exceeded_stops_the_loop(slow_gateway, info):
     gw, backend = slow_gateway
     with gw.client() as c:
-        err = rpc_error(lambda: c.invert(_target(info), steps=1000, early_stop_tol=0.0, timeout=0.5))
+        err = rpc_error(
+            lambda: c.invert(_target(info), steps=1000, early_stop_tol=0.0, timeout=0.5)
+        )
         assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         time.sleep(0.2)
         before = backend.calls["inversion_step"]
@@ -399,6 +471,7 @@ def test_unknown_errors_are_internal_without_details(repository, caplog):
 
 # -- operations -----------------------------------------------------------------------
 
+
 def test_metrics_are_exposed_over_http_after_traffic(client, face_png):
     from prometheus_client import start_http_server
 
@@ -407,7 +480,11 @@ def test_metrics_are_exposed_over_http_after_traffic(client, face_png):
     rpc_error(lambda: client.generate([0], model="nope"))
     server, _ = start_http_server(0, addr="127.0.0.1")
     try:
-        body = urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics", timeout=10).read().decode()
+        body = (
+            urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics", timeout=10)
+            .read()
+            .decode()
+        )
     finally:
         server.shutdown()
     for needle in (
@@ -430,10 +507,16 @@ def test_health_and_reflection(gateway):
     with grpc.insecure_channel(gateway.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "stylegate.v1.StyleGate"):
-            assert health.Check(health_pb2.HealthCheckRequest(service=service)).status == \
-                health_pb2.HealthCheckResponse.SERVING
+            assert (
+                health.Check(health_pb2.HealthCheckRequest(service=service)).status
+                == health_pb2.HealthCheckResponse.SERVING
+            )
         refl = reflection_pb2_grpc.ServerReflectionStub(channel)
-        (resp,) = list(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+        (resp,) = list(
+            refl.ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+            )
+        )
         names = {s.name for s in resp.list_services_response.service}
         assert {"stylegate.v1.StyleGate", "grpc.health.v1.Health"} <= names
 
@@ -443,12 +526,16 @@ def test_health_follows_the_backend_and_exports_backend_up(repository):
     probes and load balancers move traffic away) and SERVING again once it is back."""
     backend = SlowBackend(embedded(repository), delay=0.0)
     backend.name = "embedded-flaky"  # its own gauge label: other gateways in this process probe too
-    with running_gateway(repository, backend, health_interval_s=0.1) as gw, \
-            grpc.insecure_channel(gw.address) as channel:
+    with (
+        running_gateway(repository, backend, health_interval_s=0.1) as gw,
+        grpc.insecure_channel(gw.address) as channel,
+    ):
         health = health_pb2_grpc.HealthStub(channel)
 
         def status():
-            return health.Check(health_pb2.HealthCheckRequest(service="stylegate.v1.StyleGate")).status
+            return health.Check(
+                health_pb2.HealthCheckRequest(service="stylegate.v1.StyleGate")
+            ).status
 
         def wait_for(want):
             deadline = time.monotonic() + 10
@@ -461,10 +548,16 @@ def test_health_follows_the_backend_and_exports_backend_up(repository):
 
         assert status() == health_pb2.HealthCheckResponse.SERVING and backend_up() == 1
         backend.up = False
-        assert wait_for(health_pb2.HealthCheckResponse.NOT_SERVING) == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert (
+            wait_for(health_pb2.HealthCheckResponse.NOT_SERVING)
+            == health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         assert backend_up() == 0
         backend.up = True
-        assert wait_for(health_pb2.HealthCheckResponse.SERVING) == health_pb2.HealthCheckResponse.SERVING
+        assert (
+            wait_for(health_pb2.HealthCheckResponse.SERVING)
+            == health_pb2.HealthCheckResponse.SERVING
+        )
         assert backend_up() == 1
 
 

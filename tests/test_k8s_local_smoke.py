@@ -1,5 +1,5 @@
 """The manifests' containers, run here: tritonserver and the gateway launched with the
-very argv, env, ports and volumes the cpu overlay gives them (tests/k8s_local.py maps
+very argv, env, ports and volumes the cpu overlay gives them (tests/support/k8s_local.py maps
 images to local commands), then the manifests' own probes run against them, the
 Services' ports answer, and the gateway drains on SIGTERM within its grace period."""
 
@@ -11,8 +11,8 @@ import time
 import urllib.request
 
 import pytest
-from k8s_local import LOOPBACK, grpc_health, local_stack
-from k8s_manifests import container_port, pod_template, probes, render, selected_workloads
+from support.k8s_local import LOOPBACK, grpc_health, local_stack
+from support.k8s_manifests import container_port, pod_template, probes, render, selected_workloads
 
 pytestmark = pytest.mark.triton
 
@@ -26,7 +26,7 @@ def stack(tiny_repository):
 def test_triton_runs_with_the_manifest_flags(stack):
     triton = stack.pods["stylegate-triton"]
     argv = triton.argv
-    assert argv[argv.index("triton") + 1:].count("--model-repository") == 1
+    assert argv[argv.index("triton") + 1 :].count("--model-repository") == 1
     # the repository the init container copied is what it serves
     served = argv[argv.index("--model-repository") + 1]
     assert (stack.model_repository / "stylegate.json").read_bytes() == (
@@ -67,9 +67,8 @@ def test_metrics_ports_serve_prometheus_text(stack):
 def test_gateway_serves_through_triton(stack):
     """The gateway, configured by the manifest's env, answers an RPC through Triton."""
     import grpc
-
-    from protos.stylegate.v1 import stylegate_pb2 as pb
-    from protos.stylegate.v1 import stylegate_pb2_grpc as pb_grpc
+    from stylegate.protos.v1 import stylegate_pb2 as pb
+    from stylegate.protos.v1 import stylegate_pb2_grpc as pb_grpc
 
     port = stack.ports.local(50051)
     with grpc.insecure_channel(f"{LOOPBACK}:{port}") as channel:
@@ -85,9 +84,8 @@ def test_sigterm_drains_in_flight_inversion_within_grace(stack):
     leaves the endpoints), the inversion still completes, exit 0 inside the pod's
     terminationGracePeriodSeconds."""
     import grpc
-
-    from protos.stylegate.v1 import stylegate_pb2 as pb
-    from protos.stylegate.v1 import stylegate_pb2_grpc as pb_grpc
+    from stylegate.protos.v1 import stylegate_pb2 as pb
+    from stylegate.protos.v1 import stylegate_pb2_grpc as pb_grpc
 
     pod = stack.pods["stylegate-gateway"]
     grace = pod_template(pod.workload)["spec"]["terminationGracePeriodSeconds"]
@@ -98,7 +96,9 @@ def test_sigterm_drains_in_flight_inversion_within_grace(stack):
     with grpc.insecure_channel(address) as channel:
         stub = pb_grpc.StyleGateStub(channel)
         (image,) = stub.Generate(pb.GenerateRequest(seeds=[7]), timeout=30).images
-        request = pb.InvertRequest(image=pb.Image(data=image.image.data), steps=50, early_stop_tol=0.0)
+        request = pb.InvertRequest(
+            image=pb.Image(data=image.image.data), steps=50, early_stop_tol=0.0
+        )
         stream = stub.Invert(request, timeout=grace)
         first = next(stream)
         assert first.HasField("progress")

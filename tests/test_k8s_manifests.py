@@ -13,7 +13,7 @@ import re
 import kubernetes_validate
 import kubernetes_validate.utils
 import pytest
-from k8s_manifests import (
+from support.k8s_manifests import (
     CRD_KINDS,
     OVERLAYS,
     adapter_rules,
@@ -78,8 +78,15 @@ def test_renders_unique_namespaced_objects(objects):
             assert namespace == NAMESPACE, f"{kind}/{name} is not in {NAMESPACE}"
     kinds = {k for k, _, _ in keys}
     assert kinds >= {
-        "Namespace", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-        "NetworkPolicy", "ServiceMonitor", "PodMonitor", "ConfigMap",
+        "Namespace",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "PodMonitor",
+        "ConfigMap",
     }
 
 
@@ -97,7 +104,9 @@ def test_objects_validate_against_kubernetes_schemas(objects, version):
         try:
             kubernetes_validate.validate(o, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
-            failures.append(f"{o['kind']}/{o['metadata']['name']}: {exc.message} at {list(exc.path)}")
+            failures.append(
+                f"{o['kind']}/{o['metadata']['name']}: {exc.message} at {list(exc.path)}"
+            )
         except kubernetes_validate.SchemaNotFoundError as exc:
             failures.append(f"{o['kind']}/{o['metadata']['name']}: {exc.message}")
     assert not failures, "\n".join(failures)
@@ -111,7 +120,9 @@ def test_schema_validation_catches_mistakes():
         kubernetes_validate.validate(broken, K8S_VERSIONS[-1], strict=True)
     hpa = one(render("cpu"), "HorizontalPodAutoscaler", GATEWAY)
     with pytest.raises(kubernetes_validate.SchemaNotFoundError):
-        kubernetes_validate.validate({**hpa, "apiVersion": "autoscaling/v2beta1"}, "1.29", strict=True)
+        kubernetes_validate.validate(
+            {**hpa, "apiVersion": "autoscaling/v2beta1"}, "1.29", strict=True
+        )
 
 
 def test_monitors_structure(objects):
@@ -121,21 +132,40 @@ def test_monitors_structure(objects):
     for monitor in find(objects, "ServiceMonitor") + find(objects, "PodMonitor"):
         assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
         spec = monitor["spec"]
-        assert set(spec) <= {"selector", "endpoints", "podMetricsEndpoints", "namespaceSelector", "jobLabel"}
+        assert set(spec) <= {
+            "selector",
+            "endpoints",
+            "podMetricsEndpoints",
+            "namespaceSelector",
+            "jobLabel",
+        }
         assert spec["selector"].get("matchLabels"), "a monitor needs a label selector"
         if monitor["kind"] == "ServiceMonitor":
-            targets = [s for s in services if selector_matches(spec["selector"], s["metadata"]["labels"])]
-            assert len(targets) == 1, f"ServiceMonitor {monitor['metadata']['name']} picks {len(targets)} Services"
+            targets = [
+                s for s in services if selector_matches(spec["selector"], s["metadata"]["labels"])
+            ]
+            assert len(targets) == 1, (
+                f"ServiceMonitor {monitor['metadata']['name']} picks {len(targets)} Services"
+            )
             port_names = {p["name"] for p in targets[0]["spec"]["ports"]}
             endpoints = spec["endpoints"]
         else:
             pods = selected_workloads(objects, spec["selector"], NAMESPACE)
             assert len(pods) == 1
-            port_names = {p.get("name") for c in containers(pods[0], init=False) for p in c.get("ports", [])}
+            port_names = {
+                p.get("name") for c in containers(pods[0], init=False) for p in c.get("ports", [])
+            }
             endpoints = spec["podMetricsEndpoints"]
         assert endpoints
         for endpoint in endpoints:
-            assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "scheme", "relabelings"}
+            assert set(endpoint) <= {
+                "port",
+                "path",
+                "interval",
+                "scrapeTimeout",
+                "scheme",
+                "relabelings",
+            }
             assert endpoint["port"] in port_names
             assert endpoint.get("path", "/metrics").startswith("/")
             assert re.fullmatch(r"\d+[smh]", endpoint.get("interval", "30s"))
@@ -162,7 +192,9 @@ def test_selectors_do_not_overlap(objects):
 def test_services_select_pods_and_target_container_ports(objects):
     for service in find(objects, "Service"):
         pods = selected_workloads(objects, service["spec"]["selector"], NAMESPACE)
-        assert len(pods) == 1, f"Service {service['metadata']['name']} selects {len(pods)} workloads"
+        assert len(pods) == 1, (
+            f"Service {service['metadata']['name']} selects {len(pods)} workloads"
+        )
         for port in service["spec"]["ports"]:
             assert container_port(pods[0], port["targetPort"]), (
                 f"Service {service['metadata']['name']} port {port['name']}:"
@@ -192,7 +224,9 @@ def test_triton_probes_and_ports(objects):
     flags = flag_values(container_argv(triton))
     ports = {p["name"]: p["containerPort"] for p in triton["ports"]}
     assert ports == {
-        "http": int(flags["http-port"]), "grpc": int(flags["grpc-port"]), "metrics": int(flags["metrics-port"])
+        "http": int(flags["http-port"]),
+        "grpc": int(flags["grpc-port"]),
+        "metrics": int(flags["metrics-port"]),
     }
     assert ports == {"http": 8000, "grpc": 8001, "metrics": 8002}
     for kind in ("readinessProbe", "startupProbe"):
@@ -221,7 +255,7 @@ def test_gateway_probes_are_native_grpc_on_the_serving_port(objects):
 
 
 def _settings_cls():
-    settings = pytest.importorskip("service.settings")
+    settings = pytest.importorskip("stylegate.service.settings")
     return settings.Settings
 
 
@@ -268,7 +302,11 @@ def test_gateway_gets_model_metadata_where_it_reads_it(objects):
     mounts = {m["mountPath"]: m for m in gateway["volumeMounts"]}
     mount = mounts[settings.model_repository]
     assert mount.get("readOnly")
-    (init,) = [c for c in pod_template(deployment)["spec"]["initContainers"] if c["name"] == "model-metadata"]
+    (init,) = [
+        c
+        for c in pod_template(deployment)["spec"]["initContainers"]
+        if c["name"] == "model-metadata"
+    ]
     init_mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
     argv = shell_words(container_argv(init))
     assert argv[0] == "cp" and argv[-1].startswith(init_mounts[mount["name"]])
@@ -295,7 +333,9 @@ def test_images_pinned(objects):
     for w in workloads(objects):
         for c in containers(w):
             _, tag, digest = split_image(c["image"])
-            assert digest or (tag and tag != "latest"), f"{c['name']}: image {c['image']} not pinned"
+            assert digest or (tag and tag != "latest"), (
+                f"{c['name']}: image {c['image']} not pinned"
+            )
             assert c.get("imagePullPolicy", "IfNotPresent") != "Always"
 
 
@@ -326,7 +366,9 @@ def test_dockerfile_base_images_pinned_and_gateway_non_root():
     assert gateway["entrypoint"] + gateway["cmd"] == ["stylegate", "serve"]
     # serving dependencies only: no extras, no torch
     build = "\n".join(stages["build"]["instructions"])
-    assert re.search(r"pip install \.(\s|$)", build) and "torch" not in build.replace('"import torch"', "")
+    assert re.search(r"pip install \.(\s|$)", build) and "torch" not in build.replace(
+        '"import torch"', ""
+    )
 
 
 def test_resources_requests_and_limits(objects):
@@ -360,13 +402,16 @@ def test_no_pod_runs_as_root(objects):
 # --- network policy -----------------------------------------------------------------------
 
 
-def _allowed(objects: list[dict], source_labels: dict, source_namespace: str, target: dict, port: int) -> bool:
+def _allowed(
+    objects: list[dict], source_labels: dict, source_namespace: str, target: dict, port: int
+) -> bool:
     """Would the NetworkPolicies admit a connection from a pod with ``source_labels`` in
     ``source_namespace`` to ``target``'s pods on ``port``? (Namespace labels: only the
     automatic kubernetes.io/metadata.name.)"""
     labels = pod_labels(target)
     policies = [
-        p for p in find(objects, "NetworkPolicy")
+        p
+        for p in find(objects, "NetworkPolicy")
         if "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
         and selector_matches(p["spec"]["podSelector"], labels)
     ]
@@ -387,7 +432,11 @@ def _allowed(objects: list[dict], source_labels: dict, source_namespace: str, ta
                     if "namespaceSelector" in peer
                     else source_namespace == policy["metadata"]["namespace"]
                 )
-                pod_ok = selector_matches(peer["podSelector"], source_labels) if "podSelector" in peer else True
+                pod_ok = (
+                    selector_matches(peer["podSelector"], source_labels)
+                    if "podSelector" in peer
+                    else True
+                )
                 if ns_ok and pod_ok and "ipBlock" not in peer:
                     return True
     return False
@@ -453,7 +502,7 @@ def test_adapter_rules_read_real_metrics():
 
 
 def _gateway_metric_names() -> set[str]:
-    metrics = pytest.importorskip("service.metrics")
+    metrics = pytest.importorskip("stylegate.service.metrics")
     from prometheus_client.metrics import MetricWrapperBase
 
     names = set()
@@ -474,8 +523,11 @@ def _gateway_metric_names() -> set[str]:
 
 
 KEY_PANELS = (
-    "Request rate", "p95 inversion latency", "In-flight inversions",
-    "Triton queue time per request", "Triton batch size",
+    "Request rate",
+    "p95 inversion latency",
+    "In-flight inversions",
+    "Triton queue time per request",
+    "Triton batch size",
 )
 
 
@@ -546,13 +598,18 @@ def test_gpu_overlay_tensorrt_build_job():
     (volume,) = [v for v in spec["volumes"] if v["name"] == "model-repository"]
     triton = pod_template(one(objects, "Deployment", TRITON))["spec"]
     (triton_volume,) = [v for v in triton["volumes"] if v["name"] == "model-repository"]
-    assert volume["persistentVolumeClaim"]["claimName"] == triton_volume["persistentVolumeClaim"]["claimName"]
+    assert (
+        volume["persistentVolumeClaim"]["claimName"]
+        == triton_volume["persistentVolumeClaim"]["claimName"]
+    )
     assert spec["nodeSelector"] == triton["nodeSelector"]  # built on the GPUs that serve
     # NVIDIA's TensorRT container of the same NGC release as tritonserver: a plan only
     # loads in the TensorRT version that built it.
     stage = dockerfile_stages()[project_image_target(build["image"])]
     trt_repo, trt_tag, _ = split_image(stage["base"])
-    _, triton_tag, _ = split_image(container(one(objects, "Deployment", TRITON), "tritonserver")["image"])
+    _, triton_tag, _ = split_image(
+        container(one(objects, "Deployment", TRITON), "tritonserver")["image"]
+    )
     assert trt_repo == TENSORRT_IMAGE and trt_tag == triton_tag
 
 
@@ -569,7 +626,11 @@ def test_init_containers_copy_from_the_model_image(objects):
             assert project_image_target(c["image"]) == "model-repository"
             words = shell_words(container_argv(c))
             if "cp" in words:
-                source = words[words.index("cp") + 1 + (1 if words[words.index("cp") + 1].startswith("-") else 0)]
+                source = words[
+                    words.index("cp")
+                    + 1
+                    + (1 if words[words.index("cp") + 1].startswith("-") else 0)
+                ]
                 assert source.startswith(copy_dest + "/"), source
                 assert any(words[-1].startswith(m["mountPath"]) for m in c["volumeMounts"])
 
@@ -579,7 +640,7 @@ def test_init_containers_copy_from_the_model_image(objects):
 
 def test_loadtest_job_targets_the_gateway_service():
     import yaml
-    from k8s_manifests import K8S, _render_text
+    from support.k8s_manifests import K8S, _render_text
 
     (job,) = [d for d in yaml.safe_load_all(_render_text(str(K8S / "loadtest"))) if d]
     for version in K8S_VERSIONS:
@@ -587,9 +648,10 @@ def test_loadtest_job_targets_the_gateway_service():
     assert job["metadata"]["namespace"] == NAMESPACE
     (c,) = pod_template(job)["spec"]["containers"]
     assert project_image_target(c["image"]) == "gateway"
-    assert split_image(c["image"])[1] == split_image(
-        container(one(render("cpu"), "Deployment", GATEWAY), "gateway")["image"]
-    )[1], "the load test runs the deployed gateway's CLI version"
+    assert (
+        split_image(c["image"])[1]
+        == split_image(container(one(render("cpu"), "Deployment", GATEWAY), "gateway")["image"])[1]
+    ), "the load test runs the deployed gateway's CLI version"
     host, port = env(c)["STYLEGATE_SERVER"].rsplit(":", 1)
     service = one(render("cpu"), "Service", host)
     assert int(port) in [p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc"]
@@ -602,7 +664,11 @@ def test_gateway_waits_for_triton_readiness_through_its_service(objects):
     import urllib.parse
 
     deployment = one(objects, "Deployment", GATEWAY)
-    (wait,) = [c for c in pod_template(deployment)["spec"]["initContainers"] if c["name"] == "wait-for-triton"]
+    (wait,) = [
+        c
+        for c in pod_template(deployment)["spec"]["initContainers"]
+        if c["name"] == "wait-for-triton"
+    ]
     assert "wget" in shell_words(container_argv(wait))
     url = urllib.parse.urlsplit(env(wait)["TRITON_READY_URL"])
     service = one(objects, "Service", url.hostname)
@@ -617,8 +683,8 @@ def test_gateway_waits_for_triton_readiness_through_its_service(objects):
 def test_gpu_onnx_overlay_uses_the_gpu_configs_and_engine_cache():
     """Triton picks each model's configs/gpu.pbtxt (TensorRT execution accelerator) and
     has a writable volume where those configs cache their engines."""
-    triton_config = pytest.importorskip("export.triton_config")
-    repository = pytest.importorskip("export.repository")
+    triton_config = pytest.importorskip("stylegate.export.triton_config")
+    repository = pytest.importorskip("stylegate.export.repository")
     objects = render("gpu-onnx")
     server = container(one(objects, "Deployment", TRITON), "tritonserver")
     name = flag_values(container_argv(server))["model-config-name"]

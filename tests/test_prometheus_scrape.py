@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
-from k8s_local import LOOPBACK, free_port, local_stack
-from k8s_manifests import (
+from support.k8s_local import LOOPBACK, free_port, local_stack
+from support.k8s_manifests import (
     adapter_query,
     adapter_rules,
     container_port,
@@ -60,20 +60,33 @@ def scrape_configs(cluster) -> list[dict]:
     jobs = []
     for monitor in find(cluster.objects, "ServiceMonitor"):
         (service,) = [
-            s for s in find(cluster.objects, "Service")
+            s
+            for s in find(cluster.objects, "Service")
             if selector_matches(monitor["spec"]["selector"], s["metadata"]["labels"])
         ]
         (workload,) = selected_workloads(cluster.objects, service["spec"]["selector"], NAMESPACE)
         for endpoint in monitor["spec"]["endpoints"]:
             (port,) = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
             _, entry = container_port(workload, port["targetPort"])
-            jobs.append(_job(cluster, service["metadata"]["name"], endpoint, entry, workload,
-                             service=service["metadata"]["name"]))
+            jobs.append(
+                _job(
+                    cluster,
+                    service["metadata"]["name"],
+                    endpoint,
+                    entry,
+                    workload,
+                    service=service["metadata"]["name"],
+                )
+            )
     for monitor in find(cluster.objects, "PodMonitor"):
         (workload,) = selected_workloads(cluster.objects, monitor["spec"]["selector"], NAMESPACE)
         for endpoint in monitor["spec"]["podMetricsEndpoints"]:
             _, entry = container_port(workload, endpoint["port"])
-            jobs.append(_job(cluster, f"{NAMESPACE}/{monitor['metadata']['name']}", endpoint, entry, workload))
+            jobs.append(
+                _job(
+                    cluster, f"{NAMESPACE}/{monitor['metadata']['name']}", endpoint, entry, workload
+                )
+            )
     return jobs
 
 
@@ -82,10 +95,16 @@ def _job(cluster, job: str, endpoint: dict, port: dict, workload: dict, **labels
         "job_name": job,
         "metrics_path": endpoint.get("path", "/metrics"),
         "scrape_interval": SCRAPE_INTERVAL,
-        "static_configs": [{
-            "targets": [f"{LOOPBACK}:{cluster.ports.local(port['containerPort'])}"],
-            "labels": {"namespace": NAMESPACE, "pod": f"{workload['metadata']['name']}-local-0", **labels},
-        }],
+        "static_configs": [
+            {
+                "targets": [f"{LOOPBACK}:{cluster.ports.local(port['containerPort'])}"],
+                "labels": {
+                    "namespace": NAMESPACE,
+                    "pod": f"{workload['metadata']['name']}-local-0",
+                    **labels,
+                },
+            }
+        ],
     }
 
 
@@ -140,7 +159,9 @@ def prometheus(stack, tmp_path_factory):
             "--storage.tsdb.retention.time=1h",
             "--log.level=warn",
         ],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://{LOOPBACK}:{port}"
     try:
@@ -169,9 +190,8 @@ def prometheus(stack, tmp_path_factory):
 def _traffic_wave(address: str, inversions: int) -> None:
     """Generate, ``inversions`` concurrent short inversions, one NOT_FOUND request."""
     import grpc
-
-    from protos.stylegate.v1 import stylegate_pb2 as pb
-    from protos.stylegate.v1 import stylegate_pb2_grpc as pb_grpc
+    from stylegate.protos.v1 import stylegate_pb2 as pb
+    from stylegate.protos.v1 import stylegate_pb2_grpc as pb_grpc
 
     with grpc.insecure_channel(address) as channel:
         stub = pb_grpc.StyleGateStub(channel)
@@ -180,8 +200,11 @@ def _traffic_wave(address: str, inversions: int) -> None:
 
         def invert(image: pb.Image) -> pb.InvertResult:
             request = pb.InvertRequest(
-                image=pb.Image(data=image.data), steps=INVERSION_STEPS, early_stop_tol=0.0,
-                method=pb.INVERSION_METHOD_IN_DOMAIN, progress_every=INVERSION_STEPS,
+                image=pb.Image(data=image.data),
+                steps=INVERSION_STEPS,
+                early_stop_tol=0.0,
+                method=pb.INVERSION_METHOD_IN_DOMAIN,
+                progress_every=INVERSION_STEPS,
             )
             results = [r.result for r in stub.Invert(request, timeout=120) if r.HasField("result")]
             assert len(results) == 1
@@ -244,9 +267,15 @@ def test_key_figures(traffic):
     assert rates[("ModelInfo", "NOT_FOUND")] > 0
     (p95,) = _finite(traffic.query(queries["p95 inversion latency"][0]))
     assert 0 < p95 < 120
-    queue = {s["metric"]["model"]: float(s["value"][1]) for s in traffic.query(queries["Triton queue time per request"][0])}
+    queue = {
+        s["metric"]["model"]: float(s["value"][1])
+        for s in traffic.query(queries["Triton queue time per request"][0])
+    }
     assert "inversion_step" in queue and queue["inversion_step"] >= 0
-    batch = {s["metric"]["model"]: float(s["value"][1]) for s in traffic.query(queries["Triton batch size"][0])}
+    batch = {
+        s["metric"]["model"]: float(s["value"][1])
+        for s in traffic.query(queries["Triton batch size"][0])
+    }
     assert batch["inversion_step"] >= 1
     (in_flight,) = _finite(traffic.query(queries["In-flight inversions"][1]))
     assert in_flight == 0  # all finished
@@ -262,7 +291,9 @@ def test_adapter_rules_serve_the_hpa_metrics(traffic, stack):
     }
     served = {}
     for rule in adapter_rules():
-        expr = adapter_query(rule, label_matchers=f'namespace="{NAMESPACE}",pod=~".+"', group_by="pod")
+        expr = adapter_query(
+            rule, label_matchers=f'namespace="{NAMESPACE}",pod=~".+"', group_by="pod"
+        )
         result = traffic.query(expr)
         assert _finite(result), f"{rule['name']['as']}: {expr}"
         served[rule["name"]["as"]] = {s["metric"]["pod"] for s in result}

@@ -10,12 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from gateway_fakes import NUM_WS, RES, FakeNetworks, W, write_onnx_repository
-
-from service.backends.base import Priority
-from service.backends.batcher import MicroBatcher
-from service.backends.embedded import EmbeddedBackend
-from service.errors import BackendUnavailable, DeadlineExceeded, OverCapacity
+from support.gateway_fakes import NUM_WS, RES, FakeNetworks, W, write_onnx_repository
+from stylegate.service.backends.base import Priority
+from stylegate.service.backends.batcher import MicroBatcher
+from stylegate.service.backends.embedded import EmbeddedBackend
+from stylegate.service.errors import BackendUnavailable, DeadlineExceeded, OverCapacity
 
 
 def elementwise(model, inputs):
@@ -34,7 +33,10 @@ async def _with_batcher(fn, **options):
 
 
 def test_concurrent_calls_are_merged_and_split_back_exactly():
-    xs = [np.random.RandomState(i).standard_normal((1 + i % 3, 5)).astype(np.float32) for i in range(40)]
+    xs = [
+        np.random.RandomState(i).standard_normal((1 + i % 3, 5)).astype(np.float32)
+        for i in range(40)
+    ]
 
     async def run(batcher):
         outs = await asyncio.gather(*(batcher.submit("m", {"x": x}) for x in xs))
@@ -77,9 +79,14 @@ def test_interactive_calls_go_before_bulk_ones():
             batcher = MicroBatcher(record, pool, max_batch=1, window_s=0.0)
             first = asyncio.create_task(batcher.submit("m", {"x": np.zeros((1, 1), np.float32)}))
             await asyncio.sleep(0.005)  # the first run is busy; the rest queue up
-            calls = [batcher.submit("m", {"x": np.full((1, 1), float(i), np.float32)},
-                                    priority=Priority.BULK if i < 3 else Priority.INTERACTIVE)
-                     for i in range(1, 6)]
+            calls = [
+                batcher.submit(
+                    "m",
+                    {"x": np.full((1, 1), float(i), np.float32)},
+                    priority=Priority.BULK if i < 3 else Priority.INTERACTIVE,
+                )
+                for i in range(1, 6)
+            ]
             await asyncio.gather(first, *calls)
             await batcher.close()
 
@@ -89,8 +96,10 @@ def test_interactive_calls_go_before_bulk_ones():
 
 def test_queue_limit_timeout_and_close():
     async def run(batcher):
-        slow = [asyncio.create_task(batcher.submit("m", {"x": np.zeros((1, 1), np.float32)}))
-                for _ in range(3)]
+        slow = [
+            asyncio.create_task(batcher.submit("m", {"x": np.zeros((1, 1), np.float32)}))
+            for _ in range(3)
+        ]
         await asyncio.sleep(0)
         with pytest.raises(OverCapacity):
             await batcher.submit("m", {"x": np.zeros((1, 1), np.float32)})

@@ -8,13 +8,12 @@ import json
 
 import numpy as np
 import pytest
-from gateway_fakes import NUM_WS, FakeBackend, FakeNetworks, W
-
-from service import editing, generation, inversion, quality
-from service.errors import BackendUnavailable, InvalidInput, NotFound
-from service.generation import Call
-from service.metadata import load_repository
-from service.settings import Settings
+from support.gateway_fakes import NUM_WS, FakeBackend, FakeNetworks, W
+from stylegate.service import editing, generation, inversion, similarity
+from stylegate.service.errors import BackendUnavailable, InvalidInput, NotFound
+from stylegate.service.generation import Call
+from stylegate.service.metadata import load_repository
+from stylegate.service.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +30,7 @@ def target_of(nets, gen, seed: int = 3) -> np.ndarray:
 
 
 # -- editing ----------------------------------------------------------------------------
+
 
 def test_truncation_pulls_towards_w_avg_only_below_cutoff():
     ws = np.random.RandomState(0).standard_normal((2, 6, 4)).astype(np.float32)
@@ -59,7 +59,9 @@ def test_conditional_edit_is_orthogonal_to_the_conditioned_boundaries(fake):
         assert abs(float(e.vector @ gen.directions[other].vector)) < 1e-5
     assert abs(np.linalg.norm(e.vector) - 1) < 1e-5
     with pytest.raises(InvalidInput) as err:
-        editing.vector_edit(gen, gen.directions["eyeglasses"].vector * 2, 1.0, condition_on=["eyeglasses"])
+        editing.vector_edit(
+            gen, gen.directions["eyeglasses"].vector * 2, 1.0, condition_on=["eyeglasses"]
+        )
     assert err.value.field == "edits.condition_on"
 
 
@@ -96,20 +98,24 @@ def test_style_mix_and_interpolation_endpoints():
 
 # -- quality ----------------------------------------------------------------------------
 
+
 def test_psnr_and_ssim():
     rng = np.random.RandomState(0)
     x = rng.uniform(-1, 1, (3, 16, 16)).astype(np.float32)
-    assert quality.psnr(x, x) == float("inf")
-    assert quality.ssim(x, x) == pytest.approx(1.0)
+    assert similarity.psnr(x, x) == float("inf")
+    assert similarity.ssim(x, x) == pytest.approx(1.0)
     noisy = np.clip(x + rng.normal(0, 0.2, x.shape), -1, 1).astype(np.float32)
     very = np.clip(x + rng.normal(0, 0.6, x.shape), -1, 1).astype(np.float32)
-    assert quality.psnr(x, noisy) > quality.psnr(x, very) > 0
-    assert 1 > quality.ssim(x, noisy) > quality.ssim(x, very)
+    assert similarity.psnr(x, noisy) > similarity.psnr(x, very) > 0
+    assert 1 > similarity.ssim(x, noisy) > similarity.ssim(x, very)
     # 0.1 mean squared error on [0, 1] scale -> 10 dB
-    assert quality.psnr(np.zeros((3, 4, 4)), np.full((3, 4, 4), 2 * np.sqrt(0.1))) == pytest.approx(10.0)
+    assert similarity.psnr(
+        np.zeros((3, 4, 4)), np.full((3, 4, 4), 2 * np.sqrt(0.1))
+    ) == pytest.approx(10.0)
 
 
 # -- inversion loop ---------------------------------------------------------------------
+
 
 def test_learning_rate_schedule_warms_up_then_decays():
     lrs = [inversion.learning_rate_at(t, 100, peak=0.1) for t in range(100)]
@@ -137,7 +143,7 @@ def test_methods_rank_as_expected_on_the_fake(fake):
     assert ind.quality.psnr > enc.quality.psnr + 3
     assert ind.loss < enc.loss
     # the figures are those of the returned latent and reconstruction
-    assert quality.psnr(ind.reconstruction, target) == pytest.approx(ind.quality.psnr)
+    assert similarity.psnr(ind.reconstruction, target) == pytest.approx(ind.quality.psnr)
     recon = nets.synth(ind.ws[None], np.ones((1, 1), np.float32))[0]
     np.testing.assert_allclose(recon, ind.reconstruction, atol=1e-4)
 
@@ -146,10 +152,18 @@ def test_early_stopping_ends_before_the_cap_and_counts_steps(fake):
     nets, _, gen = fake
     target = target_of(nets, gen)
     seen = []
-    r = asyncio.run(inversion.invert(
-        FakeBackend(nets), gen, target, method="in_domain", steps=1000, early_stop_tol=0.01,
-        early_stop_window=5, on_progress=lambda p: seen.append(p.step),
-    ))
+    r = asyncio.run(
+        inversion.invert(
+            FakeBackend(nets),
+            gen,
+            target,
+            method="in_domain",
+            steps=1000,
+            early_stop_tol=0.01,
+            early_stop_window=5,
+            on_progress=lambda p: seen.append(p.step),
+        )
+    )
     assert r.early_stopped and 5 < r.steps < 1000
     assert seen == list(range(1, r.steps + 1))
     # one features + one encoder call, then one inversion_step call per evaluation
@@ -158,8 +172,16 @@ def test_early_stopping_ends_before_the_cap_and_counts_steps(fake):
 
 def test_w_space_keeps_every_layer_equal(fake):
     nets, _, gen = fake
-    r = asyncio.run(inversion.invert(FakeBackend(nets), gen, target_of(nets, gen), method="optimize",
-                                     steps=20, early_stop_tol=0))
+    r = asyncio.run(
+        inversion.invert(
+            FakeBackend(nets),
+            gen,
+            target_of(nets, gen),
+            method="optimize",
+            steps=20,
+            early_stop_tol=0,
+        )
+    )
     assert r.space == "w" and r.steps == 20
     np.testing.assert_array_equal(r.ws, np.broadcast_to(r.ws[0], r.ws.shape))
 
@@ -179,12 +201,22 @@ def test_mask_and_weights_reach_the_step(fake):
     try:
         mask = np.zeros((1, gen.resolution, gen.resolution), np.float32)
         mask[:, :4] = 1
-        asyncio.run(inversion.invert(backend, gen, target_of(nets, gen), steps=2, mask=mask,
-                                     loss_weights={"feature": 0.25, "pixel": None}))
+        asyncio.run(
+            inversion.invert(
+                backend,
+                gen,
+                target_of(nets, gen),
+                steps=2,
+                mask=mask,
+                loss_weights={"feature": 0.25, "pixel": None},
+            )
+        )
     finally:
         nets.run = original
     np.testing.assert_array_equal(seen["mask"][0], mask)
-    np.testing.assert_allclose(seen["loss_weights"][0], [1.0, 0.25, inversion.DEFAULTS["in_domain"].weights.domain])
+    np.testing.assert_allclose(
+        seen["loss_weights"][0], [1.0, 0.25, inversion.DEFAULTS["in_domain"].weights.domain]
+    )
 
 
 def test_invalid_options_name_the_field():
@@ -192,22 +224,34 @@ def test_invalid_options_name_the_field():
         inversion.resolve_options("magic", learning_rate=None, weights=None, space=None)
     assert err.value.field == "method"
     with pytest.raises(InvalidInput) as err:
-        inversion.resolve_options("in_domain", learning_rate=None, weights={"domain": -1.0}, space=None)
+        inversion.resolve_options(
+            "in_domain", learning_rate=None, weights={"domain": -1.0}, space=None
+        )
     assert err.value.field == "loss_weights.domain"
-    _, w, space = inversion.resolve_options("optimize", learning_rate=None, weights=None, space=None)
+    _, w, space = inversion.resolve_options(
+        "optimize", learning_rate=None, weights=None, space=None
+    )
     assert space == "w" and w.domain == 0.0
 
 
 def test_deadline_stops_the_loop(fake):
     import time
 
-    from service.errors import DeadlineExceeded
+    from stylegate.service.errors import DeadlineExceeded
 
     nets, _, gen = fake
     backend = FakeBackend(nets, delay=0.02)
     with pytest.raises(DeadlineExceeded):
-        asyncio.run(inversion.invert(backend, gen, target_of(nets, gen), steps=1000, early_stop_tol=0,
-                                     call=Call(deadline=time.monotonic() + 0.3)))
+        asyncio.run(
+            inversion.invert(
+                backend,
+                gen,
+                target_of(nets, gen),
+                steps=1000,
+                early_stop_tol=0,
+                call=Call(deadline=time.monotonic() + 0.3),
+            )
+        )
 
 
 def test_seeds_resolve_like_gan_generate(fake):
@@ -224,9 +268,17 @@ def test_seeds_resolve_like_gan_generate(fake):
 
 # -- settings and metadata ----------------------------------------------------------------
 
+
 def test_settings_from_env_and_flags():
-    s = Settings.load(env={"STYLEGATE_PORT": "6000", "STYLEGATE_LOG_JSON": "false",
-                           "STYLEGATE_BATCH_WINDOW_MS": "0.5"}, metrics_port=0, port=None)
+    s = Settings.load(
+        env={
+            "STYLEGATE_PORT": "6000",
+            "STYLEGATE_LOG_JSON": "false",
+            "STYLEGATE_BATCH_WINDOW_MS": "0.5",
+        },
+        metrics_port=0,
+        port=None,
+    )
     assert (s.port, s.log_json, s.batch_window_ms, s.metrics_port) == (6000, False, 0.5, 0)
     with pytest.raises(ValueError, match="STYLEGATE_MAX_STEPS"):
         Settings.load(env={"STYLEGATE_MAX_STEPS": "many"})

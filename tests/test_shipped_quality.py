@@ -13,17 +13,15 @@ import sys
 import numpy as np
 import pytest
 import torch
+from support.gateway_harness import running_gateway
 from PIL import Image
-
-from gateway_harness import running_gateway
+from stylegate.gan import checkpoint as ckpt
+from stylegate.gan import data, quality
+from stylegate.service.client import image_array, tensor_to_array
+from stylegate.service.metadata import load_repository
 
 from bench.targets import png as _png
 from bench.targets import psnr as _psnr
-
-from gan import checkpoint as ckpt
-from gan import data, quality
-from service.client import image_array, tensor_to_array
-from service.metadata import load_repository
 
 ROOT = quality.CHECKPOINTS.parent
 N_FACES = 12
@@ -62,9 +60,13 @@ def _scores(classifier, images: list[np.ndarray]) -> np.ndarray:
 
 
 def test_generate_cli_writes_distinct_faces(tmp_path, classifier):
-    """The operators' form: python -m gan.generate --seeds 0-15 --out DIR."""
-    subprocess.run([sys.executable, "-m", "gan.generate", "--seeds", "0-15", "--out", str(tmp_path)],
-                   check=True, cwd=ROOT, timeout=300)
+    """The operators' form: python -m stylegate.gan.generate --seeds 0-15 --out DIR."""
+    subprocess.run(
+        [sys.executable, "-m", "stylegate.gan.generate", "--seeds", "0-15", "--out", str(tmp_path)],
+        check=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     files = sorted(tmp_path.glob("seed*.png"))
     assert len(files) == 16
     images = [np.asarray(Image.open(f).convert("RGB")) for f in files]
@@ -100,8 +102,10 @@ def test_in_domain_inversion_beats_encoder_only(gateway, faces):
     assert p_ind.mean() > p_enc.mean() + 1.0, (p_enc.mean(), p_ind.mean())
     assert (p_ind > p_enc).mean() >= 0.9
     # in-domain: the optimized latent stays where the encoder maps its own image
-    assert np.mean([r.quality.in_domain_score for r in ind]) < 3 * np.mean(
-        [r.quality.in_domain_score for r in enc]) + 1.0
+    assert (
+        np.mean([r.quality.in_domain_score for r in ind])
+        < 3 * np.mean([r.quality.in_domain_score for r in enc]) + 1.0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +119,14 @@ def _edit_towards_other_side(gateway, inverted, classifier, attribute: str, stre
     results, before = inverted
     k = data.ATTRIBUTES.index(attribute)
     with gateway.client(timeout=600) as c:
-        edited = [image_array(c.edit(tensor_to_array(r.ws), [(attribute, -strength if b[k] > 0.5 else strength)]).image)
-                  for r, b in zip(results, before)]
+        edited = [
+            image_array(
+                c.edit(
+                    tensor_to_array(r.ws), [(attribute, -strength if b[k] > 0.5 else strength)]
+                ).image
+            )
+            for r, b in zip(results, before)
+        ]
     after = _scores(classifier, edited)
     flipped = ((after[:, k] > 0.5) != (before[:, k] > 0.5)).mean()
     others = [i for i in range(len(data.ATTRIBUTES)) if i != k]
@@ -124,9 +134,13 @@ def _edit_towards_other_side(gateway, inverted, classifier, attribute: str, stre
     return flipped, moved
 
 
-@pytest.mark.parametrize("attribute, floor", [("dark_skin", 0.8), ("blond_hair", 0.8), ("long_hair", 0.8),
-                                              ("beard", 0.6)])
-def test_coarse_attribute_edits_flip_nearly_every_face(gateway, inverted, classifier, attribute, floor):
+@pytest.mark.parametrize(
+    "attribute, floor",
+    [("dark_skin", 0.8), ("blond_hair", 0.8), ("long_hair", 0.8), ("beard", 0.6)],
+)
+def test_coarse_attribute_edits_flip_nearly_every_face(
+    gateway, inverted, classifier, attribute, floor
+):
     """Measured on 32 held-out faces at strength 3 (docs/benchmarks.md): dark_skin and
     blond_hair 100%, long_hair 97%, beard 94% (75% on the 12 faces here, inverted with 60 steps)."""
     flipped, _ = _edit_towards_other_side(gateway, inverted, classifier, attribute)

@@ -25,15 +25,14 @@ import onnxruntime as ort
 import pytest
 import tritonclient.grpc as grpcclient
 from google.protobuf import text_format
+from stylegate.ops.triton_local import TritonServer, build_cpu_repository, free_port
+from stylegate.service.backends.base import Priority
+from stylegate.service.backends.triton import TritonBackend, expected_models
+from stylegate.service.errors import BackendUnavailable, DeadlineExceeded, InvalidInput
+from stylegate.service.metadata import RepositoryInfo, load_repository
+from stylegate.service.signatures import METADATA_FILE
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
-
-from export.triton_local import TritonServer, build_cpu_repository, free_port
-from service.backends.base import Priority
-from service.backends.triton import TritonBackend, expected_models
-from service.errors import BackendUnavailable, DeadlineExceeded, InvalidInput
-from service.metadata import RepositoryInfo, load_repository
-from service.signatures import METADATA_FILE
 
 pytestmark = pytest.mark.triton
 
@@ -51,7 +50,9 @@ def repository(tiny_repository) -> RepositoryInfo:
 
 @pytest.fixture(scope="module")
 def server(repository):
-    triton = TritonServer(repository.root, grpc_port=0, http_port=0, metrics_port=0, intra_op_threads=1)
+    triton = TritonServer(
+        repository.root, grpc_port=0, http_port=0, metrics_port=0, intra_op_threads=1
+    )
     triton.start(timeout=300)
     yield triton
     code = triton.stop()
@@ -70,7 +71,9 @@ def run(coro):
     return asyncio.run(coro)
 
 
-def random_inputs(repository: RepositoryInfo, model: str, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+def random_inputs(
+    repository: RepositoryInfo, model: str, batch: int, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Inputs of ``model`` in range: images in [-1, 1], loss weights and masks positive."""
     rng = np.random.default_rng(seed)
     expected = expected_models(repository)[model]
@@ -91,7 +94,9 @@ def random_inputs(repository: RepositoryInfo, model: str, batch: int, seed: int 
 
 
 def onnxruntime_outputs(repository: RepositoryInfo, model: str, inputs) -> dict[str, np.ndarray]:
-    session = ort.InferenceSession(str(repository.model_path(model)), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(repository.model_path(model)), providers=["CPUExecutionProvider"]
+    )
     names = [o.name for o in session.get_outputs()]
     feed = {i.name: inputs[i.name] for i in session.get_inputs()}
     return dict(zip(names, session.run(names, feed)))
@@ -134,7 +139,9 @@ def test_cpu_flavour_keeps_names_tensors_and_batching(repository, tmp_path):
         assert all(g.kind == g.KIND_CPU for g in flavour.instance_group)
         version = tmp_path / "cpu" / model / "1"
         assert (version / "model.py").is_file()
-        assert (version / "model.onnx").resolve() == (repository.root / model / "1" / "model.onnx").resolve()
+        assert (version / "model.onnx").resolve() == (
+            repository.root / model / "1" / "model.onnx"
+        ).resolve()
     # the production repository is read, never written
     assert not (repository.root / models[0] / "1" / "model.py").exists()
 
@@ -194,7 +201,9 @@ def test_concurrent_inversion_steps_are_batched(repository, server):
         await backend.load()
         try:
             before = (await backend.batch_statistics(["inversion_step"]))["inversion_step"]
-            inputs = [random_inputs(repository, "inversion_step", 1, seed=i) for i in range(callers)]
+            inputs = [
+                random_inputs(repository, "inversion_step", 1, seed=i) for i in range(callers)
+            ]
             results = await asyncio.gather(
                 *(backend.infer("inversion_step", x, timeout=120) for x in inputs)
             )
@@ -208,7 +217,10 @@ def test_concurrent_inversion_steps_are_batched(repository, server):
     executions = after.execution_count - before.execution_count
     assert samples == callers
     assert executions < callers, f"{executions} executions for {callers} concurrent steps"
-    new = {b: n - before.executions_by_batch_size.get(b, 0) for b, n in after.executions_by_batch_size.items()}
+    new = {
+        b: n - before.executions_by_batch_size.get(b, 0)
+        for b, n in after.executions_by_batch_size.items()
+    }
     assert max(b for b, n in new.items() if n > 0) > 1, new
     assert after.mean_batch_size > 1
     # batching does not mix up the samples
@@ -257,12 +269,22 @@ def test_unreachable_triton_fails_load():
 
 
 def _single_model_repository() -> RepositoryInfo:
-    from service.metadata import GeneratorInfo
+    from stylegate.service.metadata import GeneratorInfo
 
     generator = GeneratorInfo(
-        name="g", description="", resolution=8, num_ws=2, w_dim=4, z_dim=4, feature_channels=0,
-        feature_resolution=0, layer_resolutions=(), w_avg=np.zeros(4, np.float32),
-        models={"mapping": "mapping"}, attributes=(), directions={},
+        name="g",
+        description="",
+        resolution=8,
+        num_ws=2,
+        w_dim=4,
+        z_dim=4,
+        feature_channels=0,
+        feature_resolution=0,
+        layer_resolutions=(),
+        w_avg=np.zeros(4, np.float32),
+        models={"mapping": "mapping"},
+        attributes=(),
+        directions={},
     )
     return RepositoryInfo(root=Path("."), default_generator="g", generators={"g": generator})
 
@@ -294,7 +316,9 @@ def test_interactive_requests_overtake_queued_bulk_ones(repository, server):
                 await backend.infer(model, inputs, priority=priority, timeout=300)
                 order.append(tag)
 
-            tasks = [asyncio.create_task(call("bulk", bulk_inputs, Priority.BULK)) for _ in range(bulk)]
+            tasks = [
+                asyncio.create_task(call("bulk", bulk_inputs, Priority.BULK)) for _ in range(bulk)
+            ]
             await asyncio.sleep(min(0.1, 2 * per_batch))  # Triton is working through them
             tasks.append(asyncio.create_task(call("interactive", one, Priority.INTERACTIVE)))
             await asyncio.gather(*tasks)
@@ -329,10 +353,9 @@ def test_deadline_exceeded(repository, server):
 
 
 def test_gateway_gives_the_same_results_on_triton_and_embedded(repository, server):
-    from gateway_harness import running_gateway
-
-    from service.backends.embedded import EmbeddedBackend
-    from service.client import image_array, tensor_to_array
+    from support.gateway_harness import running_gateway
+    from stylegate.service.backends.embedded import EmbeddedBackend
+    from stylegate.service.client import image_array, tensor_to_array
 
     def requests(client) -> dict[str, np.ndarray]:
         out = {}
@@ -439,10 +462,26 @@ def test_triton_down_is_unavailable_and_backend_recovers_after_restart(repositor
 def test_stylegate_triton_command_serves_and_stops_on_sigint(repository, tmp_path):
     ports = {"grpc": free_port(), "http": free_port(), "metrics": free_port()}
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "triton", "--model-repository", str(repository.root),
-         "--grpc-port", str(ports["grpc"]), "--http-port", str(ports["http"]),
-         "--metrics-port", str(ports["metrics"]), "--workdir", str(tmp_path / "work")],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "stylegate.cli.main",
+            "triton",
+            "--model-repository",
+            str(repository.root),
+            "--grpc-port",
+            str(ports["grpc"]),
+            "--http-port",
+            str(ports["http"]),
+            "--metrics-port",
+            str(ports["metrics"]),
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     lines: list[str] = []

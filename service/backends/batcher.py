@@ -21,10 +21,9 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 
 import numpy as np
-
-from service import metrics
-from service.backends.base import Priority
-from service.errors import BackendUnavailable, DeadlineExceeded, OverCapacity
+from stylegate.service import metrics
+from stylegate.service.backends.base import Priority
+from stylegate.service.errors import BackendUnavailable, DeadlineExceeded, OverCapacity
 
 RunFn = Callable[[str, dict[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -64,14 +63,14 @@ class BatchStats:
 class MicroBatcher:
     def __init__(
         self,
-        run: RunFn,                # blocking: model, batched inputs -> batched outputs
-        executor: Executor,        # where ``run`` executes
+        run: RunFn,  # blocking: model, batched inputs -> batched outputs
+        executor: Executor,  # where ``run`` executes
         *,
         backend_name: str = "embedded",
-        max_batch: int = 32,       # samples per run (a single larger call runs alone)
-        window_s: float = 0.002,   # how long a batch waits for more calls
-        max_queue: int = 1024,     # waiting calls per model before OverCapacity
-        concurrency: int = 1,      # runs in flight at once, all models together
+        max_batch: int = 32,  # samples per run (a single larger call runs alone)
+        window_s: float = 0.002,  # how long a batch waits for more calls
+        max_queue: int = 1024,  # waiting calls per model before OverCapacity
+        concurrency: int = 1,  # runs in flight at once, all models together
     ):
         self._run = run
         self._executor = executor
@@ -106,7 +105,11 @@ class MicroBatcher:
             raise OverCapacity(f"queue of model {model} is full ({self.max_queue} calls)")
         loop = asyncio.get_running_loop()
         call = _Call(
-            int(priority), next(self._seq), sizes.pop(), inputs, loop.create_future(),
+            int(priority),
+            next(self._seq),
+            sizes.pop(),
+            inputs,
+            loop.create_future(),
             time.perf_counter(),
         )
         heapq.heappush(queue.heap, call)

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-
-from service.backends.base import Priority
-from service.backends.batcher import MicroBatcher
-from service.errors import BackendUnavailable
-from service.metadata import RepositoryInfo, load_repository
-from service.signatures import SIGNATURES
+from stylegate.service.backends.base import Priority
+from stylegate.service.backends.batcher import MicroBatcher
+from stylegate.service.errors import BackendUnavailable
+from stylegate.service.metadata import RepositoryInfo, load_repository
+from stylegate.service.signatures import SIGNATURES
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +27,19 @@ class EmbeddedBackend:
         self,
         repository: str | Path | RepositoryInfo,
         *,
-        intra_op_threads: int = 2,    # onnxruntime threads per run (0 = onnxruntime's default)
+        intra_op_threads: int = 2,  # onnxruntime threads per run (0 = onnxruntime's default)
         session_concurrency: int = 1,  # runs in flight at once over all models
-        max_batch: int = 32,          # micro-batcher: samples per run
+        max_batch: int = 32,  # micro-batcher: samples per run
         batch_window_ms: float = 2.0,  # micro-batcher: how long a batch waits for more calls
-        max_queue: int = 1024,        # micro-batcher: waiting calls per model
+        max_queue: int = 1024,  # micro-batcher: waiting calls per model
     ):
         self._repository = repository
         self._intra_op_threads = intra_op_threads
         self._session_concurrency = max(1, session_concurrency)
         self._batcher_options = {
-            "max_batch": max_batch, "window_s": batch_window_ms / 1000.0, "max_queue": max_queue,
+            "max_batch": max_batch,
+            "window_s": batch_window_ms / 1000.0,
+            "max_queue": max_queue,
         }
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._input_names: dict[str, tuple[str, ...]] = {}
@@ -130,7 +131,9 @@ class EmbeddedBackend:
         missing = [n for n in self._input_names[model] if n not in inputs]
         if missing:
             raise ValueError(f"model {model}: missing inputs {missing}")
-        feed = {n: np.ascontiguousarray(inputs[n], dtype=np.float32) for n in self._input_names[model]}
+        feed = {
+            n: np.ascontiguousarray(inputs[n], dtype=np.float32) for n in self._input_names[model]
+        }
         return await self.batcher.submit(model, feed, priority=priority, timeout=timeout)
 
     async def close(self) -> None:

@@ -19,11 +19,9 @@ from pathlib import Path
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
-from tritonclient.utils import InferenceServerException
-
-from service import metrics
-from service.backends.base import Priority
-from service.errors import (
+from stylegate.service import metrics
+from stylegate.service.backends.base import Priority
+from stylegate.service.errors import (
     BackendUnavailable,
     Cancelled,
     DeadlineExceeded,
@@ -31,8 +29,9 @@ from service.errors import (
     NotFound,
     OverCapacity,
 )
-from service.metadata import RepositoryInfo, load_repository
-from service.signatures import SIGNATURES, ModelSignature
+from stylegate.service.metadata import RepositoryInfo, load_repository
+from stylegate.service.signatures import SIGNATURES, ModelSignature
+from tritonclient.utils import InferenceServerException
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ class ExpectedModel:
     name: str
     signature: ModelSignature
     generator: str
-    inputs: dict[str, tuple[str, tuple[int, ...]]]   # name -> (dtype, per-sample shape)
+    inputs: dict[str, tuple[str, tuple[int, ...]]]  # name -> (dtype, per-sample shape)
     outputs: dict[str, tuple[str, tuple[int, ...]]]
 
 
@@ -127,7 +126,9 @@ def check_metadata(expected: ExpectedModel, metadata: Mapping) -> list[str]:
             got_shape = [int(d) for d in tensor.get("shape", [])]
             want_shape = [-1, *shape]
             if tensor.get("datatype") != dtype:
-                problems.append(f"{kind} {name!r} has dtype {tensor.get('datatype')}, expected {dtype}")
+                problems.append(
+                    f"{kind} {name!r} has dtype {tensor.get('datatype')}, expected {dtype}"
+                )
             if got_shape != want_shape:
                 spec = next(t for t in getattr(expected.signature, kind + "s") if t.name == name)
                 problems.append(
@@ -137,7 +138,9 @@ def check_metadata(expected: ExpectedModel, metadata: Mapping) -> list[str]:
                 )
         if kind == "input":
             for name in sorted(set(served) - set(want)):
-                problems.append(f"input {name!r} is not in the {expected.signature.network} signature")
+                problems.append(
+                    f"input {name!r} is not in the {expected.signature.network} signature"
+                )
     return problems
 
 
@@ -146,13 +149,16 @@ class TritonBackend:
 
     def __init__(
         self,
-        repository: str | Path | RepositoryInfo,  # the metadata (stylegate.json) of what Triton serves
-        url: str = "localhost:8001",              # Triton's gRPC endpoint, host:port
+        repository: str
+        | Path
+        | RepositoryInfo,  # the metadata (stylegate.json) of what Triton serves
+        url: str = "localhost:8001",  # Triton's gRPC endpoint, host:port
         *,
-        models: Iterable[str] | None = None,      # models to check and serve (None: all in the metadata)
-        retries: int = 3,                         # extra attempts of a call that found Triton UNAVAILABLE
-        backoff_s: float = 0.05,                  # first retry delay, doubled each retry (with jitter)
-        connect_timeout_s: float = 5.0,           # per control call (readiness, metadata, statistics)
+        models: Iterable[str]
+        | None = None,  # models to check and serve (None: all in the metadata)
+        retries: int = 3,  # extra attempts of a call that found Triton UNAVAILABLE
+        backoff_s: float = 0.05,  # first retry delay, doubled each retry (with jitter)
+        connect_timeout_s: float = 5.0,  # per control call (readiness, metadata, statistics)
         channel_args: list[tuple[str, object]] | None = None,  # None: CHANNEL_ARGS
     ):
         self.url = url
@@ -192,7 +198,9 @@ class TritonBackend:
         self._closed = False
         self._stale = set(expected)
         deadline = time.monotonic() + self._connect_timeout_s * (self._retries + 1)
-        ready = await self._call("(server)", deadline, lambda c, t: c.is_server_ready(client_timeout=t))
+        ready = await self._call(
+            "(server)", deadline, lambda c, t: c.is_server_ready(client_timeout=t)
+        )
         if not ready:
             raise BackendUnavailable(f"Triton at {self.url} is not ready")
         problems = []
@@ -202,7 +210,8 @@ class TritonBackend:
             )
         if problems:
             raise BackendUnavailable(
-                f"Triton at {self.url} does not serve what the gateway expects: " + "; ".join(problems)
+                f"Triton at {self.url} does not serve what the gateway expects: "
+                + "; ".join(problems)
             )
         self._loaded = True
         self._available = True
@@ -261,12 +270,17 @@ class TritonBackend:
 
     # -- statistics -------------------------------------------------------------------
 
-    async def batch_statistics(self, models: Iterable[str] | None = None) -> dict[str, BatchStatistics]:
+    async def batch_statistics(
+        self, models: Iterable[str] | None = None
+    ) -> dict[str, BatchStatistics]:
         """Triton's cumulative statistics of ``models`` (default: all the gateway uses):
         ``mean_batch_size`` = inference_count / execution_count."""
         names = set(models if models is not None else self._expected)
         response = await self._call(
-            "(statistics)", None, lambda c, t: c.get_inference_statistics(client_timeout=t), verify=False
+            "(statistics)",
+            None,
+            lambda c, t: c.get_inference_statistics(client_timeout=t),
+            verify=False,
         )
         stats = {}
         for model_stats in response.model_stats:
@@ -281,7 +295,8 @@ class TritonBackend:
                     b.batch_size: b.compute_infer.count for b in model_stats.batch_stats
                 },
                 queue_seconds=s.queue.ns / 1e9,
-                compute_seconds=(s.compute_input.ns + s.compute_infer.ns + s.compute_output.ns) / 1e9,
+                compute_seconds=(s.compute_input.ns + s.compute_infer.ns + s.compute_output.ns)
+                / 1e9,
                 request_count=s.success.count,
             )
         return stats
@@ -293,7 +308,9 @@ class TritonBackend:
         belongs to the loop that made it)."""
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
-            self._client = aioclient.InferenceServerClient(self.url, channel_args=self._channel_args)
+            self._client = aioclient.InferenceServerClient(
+                self.url, channel_args=self._channel_args
+            )
             self._client_loop = loop
         return self._client
 
@@ -372,13 +389,17 @@ class TritonBackend:
             self._stale.discard(model)
         return problems
 
-    def _prepare_inputs(self, expected: ExpectedModel, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _prepare_inputs(
+        self, expected: ExpectedModel, inputs: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
         arrays = {}
         batch = None
         for name, (_, shape) in expected.inputs.items():
             if name not in inputs:
                 raise InvalidInput(f"model {expected.name!r}: missing input {name!r}", field=name)
-            array = np.ascontiguousarray(inputs[name], dtype=expected.signature.input(name).numpy_dtype)
+            array = np.ascontiguousarray(
+                inputs[name], dtype=expected.signature.input(name).numpy_dtype
+            )
             if array.shape[1:] != shape or (batch is not None and len(array) != batch):
                 raise InvalidInput(
                     f"model {expected.name!r}: input {name!r} has shape {array.shape}, "

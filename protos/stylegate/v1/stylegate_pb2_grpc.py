@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from protos.stylegate.v1 import stylegate_pb2 as stylegate_dot_v1_dot_stylegate__pb2
+from stylegate.protos.v1 import stylegate_pb2 as stylegate_dot_v1_dot_stylegate__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__

@@ -21,16 +21,21 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
-OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if (p / "kustomization.yaml").is_file())
+OVERLAYS = sorted(
+    p.name for p in (K8S / "overlays").iterdir() if (p / "kustomization.yaml").is_file()
+)
 DOCKERFILE = ROOT / "Dockerfile"
 DASHBOARD = K8S / "monitoring" / "grafana-dashboard.json"
 ADAPTER_VALUES = K8S / "monitoring" / "prometheus-adapter-values.yaml"
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 # Kinds served by CRDs: no Kubernetes schema, checked structurally by the tests.
-CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PodMonitor")}
+CRD_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+}
 
 # Image repository (without registry host) -> Dockerfile target that builds it.
 PROJECT_IMAGES = {
@@ -123,7 +128,9 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, st
     return True
 
 
-def selected_workloads(objects: list[dict], selector: Mapping[str, Any], namespace: str) -> list[dict]:
+def selected_workloads(
+    objects: list[dict], selector: Mapping[str, Any], namespace: str
+) -> list[dict]:
     return [
         w
         for w in workloads(objects)
@@ -231,7 +238,9 @@ def dockerfile_stages() -> dict[str, dict[str, Any]]:
             args[key.strip()] = value.strip()
         elif instruction == "FROM":
             match = re.match(r"(\S+)(?:\s+AS\s+(\S+))?", rest, re.IGNORECASE)
-            base = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), match.group(1))
+            base = re.sub(
+                r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), match.group(1)
+            )
             current = {"base": base, "instructions": [], "user": None}
             stages[match.group(2) or f"stage{len(stages)}"] = current
         elif current is not None:
@@ -286,7 +295,9 @@ def dashboard() -> dict[str, Any]:
     return json.loads(DASHBOARD.read_text())
 
 
-def dashboard_queries(rate_interval: str = "1m", namespace: str = "stylegate") -> dict[str, list[str]]:
+def dashboard_queries(
+    rate_interval: str = "1m", namespace: str = "stylegate"
+) -> dict[str, list[str]]:
     """Panel title -> its PromQL expressions, Grafana variables substituted."""
     out = {}
     for panel in dashboard()["panels"]:

@@ -34,16 +34,15 @@ from pathlib import Path
 
 import click
 from google.protobuf import text_format
+from stylegate.export import triton_config
+from stylegate.service.signatures import METADATA_FILE, SIGNATURES
 from tritonclient.grpc import model_config_pb2
 
-from export import triton_config
-from service.signatures import METADATA_FILE, SIGNATURES
-
-MODEL_TEMPLATE = Path(__file__).with_name("triton_python_model.py")
+MODEL_TEMPLATE = Path(__file__).parents[1] / "export" / "triton_python_model.py"
 CONFIG_FILE = "config.pbtxt"
 # Priority levels a served model gets when its config has none (a repository written by an
 # older export): Triton rejects a priority above the model's priority_levels.
-from export.triton_config import DEFAULT_PRIORITY_LEVEL, PRIORITY_LEVELS  # noqa: E402
+from stylegate.export.triton_config import DEFAULT_PRIORITY_LEVEL, PRIORITY_LEVELS
 
 
 class TritonStartError(RuntimeError):
@@ -308,7 +307,9 @@ class TritonServer:
         dist = TritonDistribution.find()
         self._dist = dist
         self.models = build_cpu_repository(
-            self.model_repository, self.workdir / "repository", intra_op_threads=self.intra_op_threads
+            self.model_repository,
+            self.workdir / "repository",
+            intra_op_threads=self.intra_op_threads,
         )
         prepare_backends(self.workdir / "backends", dist)
         return self.models

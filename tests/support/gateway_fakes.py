@@ -10,9 +10,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-
-from service.backends.base import Priority
-from service.metadata import RepositoryInfo, load_repository
+from stylegate.service.backends.base import Priority
+from stylegate.service.metadata import RepositoryInfo, load_repository
 
 Z, W, NUM_WS, RES, FC, FR = 8, 8, 4, 8, 2, 4
 
@@ -25,36 +24,60 @@ class FakeNetworks:
         self.S = (rng.standard_normal((d_ws, d_img)) * 0.15).astype(np.float32)
         self.P = (rng.standard_normal((d_img, d_feat)) / np.sqrt(d_img)).astype(np.float32)
         pinv = np.linalg.pinv(self.S)
-        self.E = (pinv + 0.3 * rng.standard_normal(pinv.shape) * np.abs(pinv).mean()).astype(np.float32)
+        self.E = (pinv + 0.3 * rng.standard_normal(pinv.shape) * np.abs(pinv).mean()).astype(
+            np.float32
+        )
         self.noise = (rng.standard_normal(d_img) * 0.01).astype(np.float32)
         self.w_avg = (rng.standard_normal(W) * 0.1).astype(np.float32)
         self.calls: dict[str, int] = {}
 
     def metadata(self) -> dict:
         base = {
-            "description": "fake linear generator", "resolution": RES, "num_ws": NUM_WS,
-            "w_dim": W, "z_dim": Z, "feature_channels": FC, "feature_resolution": FR,
-            "layer_resolutions": [4, 4, 8, 8], "w_avg": self.w_avg.tolist(),
+            "description": "fake linear generator",
+            "resolution": RES,
+            "num_ws": NUM_WS,
+            "w_dim": W,
+            "z_dim": Z,
+            "feature_channels": FC,
+            "feature_resolution": FR,
+            "layer_resolutions": [4, 4, 8, 8],
+            "w_avg": self.w_avg.tolist(),
             "attributes": ["smile", "eyeglasses"],
         }
         rng = np.random.RandomState(1)
         dirs = {}
-        for i, (name, method) in enumerate([("smile", "interfacegan"), ("eyeglasses", "interfacegan"),
-                                            ("sefa_0", "sefa")]):
+        for i, (name, method) in enumerate(
+            [("smile", "interfacegan"), ("eyeglasses", "interfacegan"), ("sefa_0", "sefa")]
+        ):
             v = rng.standard_normal(W)
-            dirs[name] = {"method": method, "vector": (v / np.linalg.norm(v)).tolist(), "std": 1.5,
-                          "layers": [0, NUM_WS] if i != 2 else [0, 2]}
+            dirs[name] = {
+                "method": method,
+                "vector": (v / np.linalg.norm(v)).tolist(),
+                "std": 1.5,
+                "layers": [0, NUM_WS] if i != 2 else [0, 2],
+            }
             if method == "interfacegan":
                 dirs[name].update(attribute=name, accuracy=0.9)
         return {
             "format_version": 1,
             "default_generator": "base",
             "generators": {
-                "base": {**base, "directions": dirs, "models": {
-                    "mapping": "mapping", "synthesis": "synthesis", "encoder": "encoder",
-                    "features": "features", "inversion_step": "inversion_step"}},
-                "blend": {**base, "directions": dirs, "models": {
-                    "mapping": "mapping", "synthesis": "blend_synthesis"}},
+                "base": {
+                    **base,
+                    "directions": dirs,
+                    "models": {
+                        "mapping": "mapping",
+                        "synthesis": "synthesis",
+                        "encoder": "encoder",
+                        "features": "features",
+                        "inversion_step": "inversion_step",
+                    },
+                },
+                "blend": {
+                    **base,
+                    "directions": dirs,
+                    "models": {"mapping": "mapping", "synthesis": "blend_synthesis"},
+                },
             },
         }
 
@@ -75,7 +98,9 @@ class FakeNetworks:
         if model == "mapping":
             return {"w": (inputs["z"] @ self.M).astype(np.float32)}
         if model in ("synthesis", "blend_synthesis"):
-            return {"image": self.synth(inputs["ws"], inputs["noise_gain"], model == "blend_synthesis")}
+            return {
+                "image": self.synth(inputs["ws"], inputs["noise_gain"], model == "blend_synthesis")
+            }
         if model == "encoder":
             x = inputs["image"].reshape(len(inputs["image"]), -1)
             return {"ws": (x @ self.E).reshape(-1, NUM_WS, W).astype(np.float32)}
@@ -166,12 +191,22 @@ def write_onnx_repository(root: Path, nets: FakeNetworks | None = None) -> Repos
 
     n = helper.make_node
     shapes = {
-        "s_ws": [-1, d_ws], "s_img": [-1, d_img], "s_image4": [-1, 3, RES, RES],
-        "s_ws3": [-1, NUM_WS, W], "s_feat4": [-1, FC, FR, FR], "s_feat": [-1, d_feat],
+        "s_ws": [-1, d_ws],
+        "s_img": [-1, d_img],
+        "s_image4": [-1, 3, RES, RES],
+        "s_ws3": [-1, NUM_WS, W],
+        "s_feat4": [-1, FC, FR, FR],
+        "s_feat": [-1, d_feat],
     }
     shape_inits = [const(k, np.array(v, np.int64)) for k, v in shapes.items()]
 
-    save("mapping", [n("MatMul", ["z", "M"], ["w"])], [io("z", [Z])], [io("w", [W])], [const("M", nets.M)])
+    save(
+        "mapping",
+        [n("MatMul", ["z", "M"], ["w"])],
+        [io("z", [Z])],
+        [io("w", [W])],
+        [const("M", nets.M)],
+    )
     for name, flip in (("synthesis", False), ("blend_synthesis", True)):
         nodes = [
             n("Reshape", ["ws", "s_ws"], ["wf"]),
@@ -181,14 +216,35 @@ def write_onnx_repository(root: Path, nets: FakeNetworks | None = None) -> Repos
         ]
         nodes += [n("Neg", ["x1"], ["x2"])] if flip else [n("Identity", ["x1"], ["x2"])]
         nodes += [n("Reshape", ["x2", "s_image4"], ["image"])]
-        save(name, nodes, [io("ws", [NUM_WS, W]), io("noise_gain", [1])], [io("image", [3, RES, RES])],
-             [const("S", nets.S), const("noise", nets.noise[None])] + shape_inits)
-    save("encoder", [n("Reshape", ["image", "s_img"], ["x"]), n("MatMul", ["x", "E"], ["wf"]),
-                     n("Reshape", ["wf", "s_ws3"], ["ws"])],
-         [io("image", [3, RES, RES])], [io("ws", [NUM_WS, W])], [const("E", nets.E)] + shape_inits)
-    save("features", [n("Reshape", ["image", "s_img"], ["x"]), n("MatMul", ["x", "P"], ["f"]),
-                      n("Reshape", ["f", "s_feat4"], ["features"])],
-         [io("image", [3, RES, RES])], [io("features", [FC, FR, FR])], [const("P", nets.P)] + shape_inits)
+        save(
+            name,
+            nodes,
+            [io("ws", [NUM_WS, W]), io("noise_gain", [1])],
+            [io("image", [3, RES, RES])],
+            [const("S", nets.S), const("noise", nets.noise[None])] + shape_inits,
+        )
+    save(
+        "encoder",
+        [
+            n("Reshape", ["image", "s_img"], ["x"]),
+            n("MatMul", ["x", "E"], ["wf"]),
+            n("Reshape", ["wf", "s_ws3"], ["ws"]),
+        ],
+        [io("image", [3, RES, RES])],
+        [io("ws", [NUM_WS, W])],
+        [const("E", nets.E)] + shape_inits,
+    )
+    save(
+        "features",
+        [
+            n("Reshape", ["image", "s_img"], ["x"]),
+            n("MatMul", ["x", "P"], ["f"]),
+            n("Reshape", ["f", "s_feat4"], ["features"]),
+        ],
+        [io("image", [3, RES, RES])],
+        [io("features", [FC, FR, FR])],
+        [const("P", nets.P)] + shape_inits,
+    )
 
     ident = (np.eye(d_ws) - nets.S.astype(np.float64) @ nets.E).T.astype(np.float32)
     step_nodes = [
@@ -233,16 +289,36 @@ def write_onnx_repository(root: Path, nets: FakeNetworks | None = None) -> Repos
         n("Reshape", ["x", "s_image4"], ["image"]),
     ]
     step_inits = shape_inits + [
-        const("S", nets.S), const("ST", np.ascontiguousarray(nets.S.T)), const("P", nets.P),
-        const("PT", np.ascontiguousarray(nets.P.T)), const("E", nets.E), const("IT", ident),
-        const("noise", nets.noise[None]), const("c_pix", np.float32(2.0 / d_img)),
-        const("c_feat", np.float32(2.0 / d_feat)), const("c_dom", np.float32(2.0 / d_ws)),
-        const("split3", np.array([1, 1, 1], np.int64)), const("axis1", np.array([1], np.int64)),
+        const("S", nets.S),
+        const("ST", np.ascontiguousarray(nets.S.T)),
+        const("P", nets.P),
+        const("PT", np.ascontiguousarray(nets.P.T)),
+        const("E", nets.E),
+        const("IT", ident),
+        const("noise", nets.noise[None]),
+        const("c_pix", np.float32(2.0 / d_img)),
+        const("c_feat", np.float32(2.0 / d_feat)),
+        const("c_dom", np.float32(2.0 / d_ws)),
+        const("split3", np.array([1, 1, 1], np.int64)),
+        const("axis1", np.array([1], np.int64)),
         const("s_expand", np.array([1, 3, 1, 1], np.int64)),
     ]
-    save("inversion_step", step_nodes,
-         [io("ws", [NUM_WS, W]), io("target", [3, RES, RES]), io("target_features", [FC, FR, FR]),
-          io("loss_weights", [3]), io("mask", [1, RES, RES])],
-         [io("loss", [1]), io("loss_terms", [3]), io("grad", [NUM_WS, W]), io("image", [3, RES, RES])],
-         step_inits)
+    save(
+        "inversion_step",
+        step_nodes,
+        [
+            io("ws", [NUM_WS, W]),
+            io("target", [3, RES, RES]),
+            io("target_features", [FC, FR, FR]),
+            io("loss_weights", [3]),
+            io("mask", [1, RES, RES]),
+        ],
+        [
+            io("loss", [1]),
+            io("loss_terms", [3]),
+            io("grad", [NUM_WS, W]),
+            io("image", [3, RES, RES]),
+        ],
+        step_inits,
+    )
     return repo

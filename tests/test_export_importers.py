@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from export import convert, safe_pickle
+from stylegate.export import convert, safe_pickle
 
 RES, W_DIM, N_MLP = 16, 16, 2
 CH = {4: 8, 8: 8, 16: 6}
@@ -64,23 +63,42 @@ def rosinality_modconv(x, weight, style, *, demodulate, upsample):
         out = F.conv_transpose2d(x.reshape(1, n * cin, h, w), wt, stride=2, groups=n)
         out = out.reshape(n, cout, *out.shape[-2:])
         return upfirdn(out, fir(4.0), pad=(1, 1))
-    out = F.conv2d(x.reshape(1, n * cin, h, w), wt.reshape(n * cout, cin, k, k), padding=k // 2, groups=n)
+    out = F.conv2d(
+        x.reshape(1, n * cin, h, w), wt.reshape(n * cout, cin, k, k), padding=k // 2, groups=n
+    )
     return out.reshape(n, cout, h, w)
 
 
 def rosinality_forward(sd, ws):
     def lin(prefix, s):
-        return F.linear(s, sd[f"{prefix}.weight"] / math.sqrt(sd[f"{prefix}.weight"].shape[1]), sd[f"{prefix}.bias"])
+        return F.linear(
+            s,
+            sd[f"{prefix}.weight"] / math.sqrt(sd[f"{prefix}.weight"].shape[1]),
+            sd[f"{prefix}.bias"],
+        )
 
     def styled(prefix, x, s, noise, up=False):
-        out = rosinality_modconv(x, sd[f"{prefix}.conv.weight"], lin(f"{prefix}.conv.modulation", s),
-                                 demodulate=True, upsample=up)
+        out = rosinality_modconv(
+            x,
+            sd[f"{prefix}.conv.weight"],
+            lin(f"{prefix}.conv.modulation", s),
+            demodulate=True,
+            upsample=up,
+        )
         out = out + sd[f"{prefix}.noise.weight"] * sd[f"noises.{noise}"]
         return F.leaky_relu(out + sd[f"{prefix}.activate.bias"].view(1, -1, 1, 1), 0.2) * SQRT2
 
     def to_rgb(prefix, x, s, skip=None):
-        out = rosinality_modconv(x, sd[f"{prefix}.conv.weight"], lin(f"{prefix}.conv.modulation", s),
-                                 demodulate=False, upsample=False) + sd[f"{prefix}.bias"]
+        out = (
+            rosinality_modconv(
+                x,
+                sd[f"{prefix}.conv.weight"],
+                lin(f"{prefix}.conv.modulation", s),
+                demodulate=False,
+                upsample=False,
+            )
+            + sd[f"{prefix}.bias"]
+        )
         return out if skip is None else out + upfirdn(skip, fir(4.0), up=2, pad=(2, 1))
 
     out = sd["input.input"].repeat(ws.shape[0], 1, 1, 1)
@@ -99,25 +117,40 @@ def ada_forward(sd, ws):
     """stylegan2-ada-pytorch SynthesisNetwork, 'skip' architecture, non-fused modconv."""
 
     def fc(prefix, s):
-        return F.linear(s, sd[f"{prefix}.weight"] / math.sqrt(sd[f"{prefix}.weight"].shape[1]), sd[f"{prefix}.bias"])
+        return F.linear(
+            s,
+            sd[f"{prefix}.weight"] / math.sqrt(sd[f"{prefix}.weight"].shape[1]),
+            sd[f"{prefix}.bias"],
+        )
 
     def layer(prefix, x, s, up):
         weight = sd[f"{prefix}.weight"]
         styles = fc(f"{prefix}.affine", s)
-        dcoefs = (weight[None] * styles[:, None, :, None, None]).square().sum([2, 3, 4]).add(1e-8).rsqrt()
+        dcoefs = (
+            (weight[None] * styles[:, None, :, None, None])
+            .square()
+            .sum([2, 3, 4])
+            .add(1e-8)
+            .rsqrt()
+        )
         x = x * styles[:, :, None, None]
         if up:  # conv2d_resample(up=2): transposed conv stride 2, then upfirdn2d pad 1, gain 4
             x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
             x = upfirdn(x, sd[f"{prefix}.resample_filter"] * 4, pad=(1, 1))
         else:
             x = F.conv2d(x, weight, padding=1)
-        x = x * dcoefs[:, :, None, None] + sd[f"{prefix}.noise_const"] * sd[f"{prefix}.noise_strength"]
+        x = (
+            x * dcoefs[:, :, None, None]
+            + sd[f"{prefix}.noise_const"] * sd[f"{prefix}.noise_strength"]
+        )
         return F.leaky_relu(x + sd[f"{prefix}.bias"].view(1, -1, 1, 1), 0.2) * SQRT2
 
     def torgb(prefix, x, s):
         weight = sd[f"{prefix}.weight"]
         styles = fc(f"{prefix}.affine", s) / math.sqrt(weight.shape[1])
-        return F.conv2d(x * styles[:, :, None, None], weight) + sd[f"{prefix}.bias"].view(1, -1, 1, 1)
+        return F.conv2d(x * styles[:, :, None, None], weight) + sd[f"{prefix}.bias"].view(
+            1, -1, 1, 1
+        )
 
     img = None
     idx = 0
@@ -133,7 +166,9 @@ def ada_forward(sd, ws):
             x = layer(f"{b}.conv1", x, ws[:, idx + 1], False)
             y = torgb(f"{b}.torgb", x, ws[:, idx + 2])
             idx += 2
-        img = y if img is None else upfirdn(img, sd[f"{b}.resample_filter"] * 4, up=2, pad=(2, 1)) + y
+        img = (
+            y if img is None else upfirdn(img, sd[f"{b}.resample_filter"] * 4, up=2, pad=(2, 1)) + y
+        )
     return img
 
 
@@ -228,26 +263,49 @@ class _Persistent:
         self.class_name, self.state = class_name, state
 
     def __reduce__(self):
-        meta = {"type": "class", "version": 4, "class_name": self.class_name, "state": self.state,
-                "module_src": "import os\nos.system('touch /tmp/stylegate-pwned-by-module-src')\n"}
+        meta = {
+            "type": "class",
+            "version": 4,
+            "class_name": self.class_name,
+            "state": self.state,
+            "module_src": "import os\nos.system('touch /tmp/stylegate-pwned-by-module-src')\n",
+        }
         return (sys.modules["torch_utils.persistence"]._reconstruct_persistent_obj, (meta,))
 
 
 def _module_tree(sd, prefix=""):
     """Nested pickled-module states (``_parameters``/``_buffers``/``_modules``) from flat keys."""
-    params, buffers, children = collections.OrderedDict(), collections.OrderedDict(), collections.OrderedDict()
-    names = sorted({k[len(prefix):].split(".")[0] for k in sd if k.startswith(prefix) and "." in k[len(prefix):]})
+    params, buffers, children = (
+        collections.OrderedDict(),
+        collections.OrderedDict(),
+        collections.OrderedDict(),
+    )
+    names = sorted(
+        {
+            k[len(prefix) :].split(".")[0]
+            for k in sd
+            if k.startswith(prefix) and "." in k[len(prefix) :]
+        }
+    )
     for k, v in sd.items():
-        if k.startswith(prefix) and "." not in k[len(prefix):]:
-            name = k[len(prefix):]
+        if k.startswith(prefix) and "." not in k[len(prefix) :]:
+            name = k[len(prefix) :]
             if name in ("noise_const", "resample_filter", "w_avg"):
                 buffers[name] = v
             else:
                 params[name] = torch.nn.Parameter(v, requires_grad=False)
     for n in names:
         children[n] = _module_tree(sd, f"{prefix}{n}.")
-    return _Persistent(prefix or "Generator", {"_parameters": params, "_buffers": buffers, "_modules": children,
-                                               "training": False, "init_kwargs": {"z_dim": W_DIM}})
+    return _Persistent(
+        prefix or "Generator",
+        {
+            "_parameters": params,
+            "_buffers": buffers,
+            "_modules": children,
+            "training": False,
+            "init_kwargs": {"z_dim": W_DIM},
+        },
+    )
 
 
 def write_ada_pickle(path, sd):
@@ -257,14 +315,20 @@ def write_ada_pickle(path, sd):
         raise AssertionError
 
     _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
-    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"  # pickle looks it up by this
+    _reconstruct_persistent_obj.__qualname__ = (
+        "_reconstruct_persistent_obj"  # pickle looks it up by this
+    )
     fake._reconstruct_persistent_obj = _reconstruct_persistent_obj
     sys.modules["torch_utils"] = types.ModuleType("torch_utils")
     sys.modules["torch_utils.persistence"] = fake
     try:
-        data = {"G": _module_tree(sd), "D": _Persistent("Discriminator", {"_modules": {}}),
-                "G_ema": _module_tree(sd), "augment_pipe": None,
-                "training_set_kwargs": {"resolution": RES, "use_labels": False}}
+        data = {
+            "G": _module_tree(sd),
+            "D": _Persistent("Discriminator", {"_modules": {}}),
+            "G_ema": _module_tree(sd),
+            "augment_pipe": None,
+            "training_set_kwargs": {"resolution": RES, "use_labels": False},
+        }
         with open(path, "wb") as f:
             pickle.dump(data, f, protocol=4)
     finally:
@@ -276,7 +340,10 @@ def rosinality_ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("rosinality") / "stylegan2-16.pt"
     sd = rosinality_state()
     latent_avg = torch.randn(W_DIM)
-    torch.save({"g_ema": sd, "latent_avg": latent_avg, "args": argparse.Namespace(size=RES, n_mlp=N_MLP)}, path)
+    torch.save(
+        {"g_ema": sd, "latent_avg": latent_avg, "args": argparse.Namespace(size=RES, n_mlp=N_MLP)},
+        path,
+    )
     return path, sd, latent_avg
 
 
@@ -298,7 +365,12 @@ def _ws(batch, num_ws, seed=3):
 def test_rosinality_converts_to_the_reference(rosinality_ckpt):
     path, sd, latent_avg = rosinality_ckpt
     G = convert.load_generator("rosinality", path)
-    assert (G.resolution, G.num_ws, G.w_dim, G.z_dim) == (RES, 2 * int(math.log2(RES)) - 2, W_DIM, W_DIM)
+    assert (G.resolution, G.num_ws, G.w_dim, G.z_dim) == (
+        RES,
+        2 * int(math.log2(RES)) - 2,
+        W_DIM,
+        W_DIM,
+    )
     assert G.config["resample"] == "fir"
     ws = _ws(4, G.num_ws)
     want = rosinality_forward(sd, ws)
@@ -326,7 +398,7 @@ def test_nvlabs_pickle_converts_to_the_reference(ada_pkl):
 
 
 def test_converted_generator_roundtrips_through_a_checkpoint(ada_pkl, tmp_path):
-    from gan import checkpoint as ckpt
+    from stylegate.gan import checkpoint as ckpt
 
     G = convert.load_generator("nvlabs", ada_pkl[0])
     ckpt.atomic_save({"G_ema": ckpt.pack_module(G, fp16=False)}, tmp_path / "g.pt")
@@ -336,7 +408,7 @@ def test_converted_generator_roundtrips_through_a_checkpoint(ada_pkl, tmp_path):
 
 
 def test_default_generator_keeps_nearest_resampling():
-    from gan import networks as N
+    from stylegate.gan import networks as N
 
     g = N.Generator(resolution=8, channels={4: 8, 8: 8}, z_dim=8, w_dim=8)
     assert "resample" not in g.config
@@ -392,11 +464,12 @@ def test_cli_exports_a_converted_pickle(ada_pkl, tmp_path):
 
     import onnxruntime as ort
     from click.testing import CliRunner
-
-    from export.cli import export
+    from stylegate.export.cli import export
 
     out = tmp_path / "repo"
-    result = CliRunner().invoke(export, ["--out", str(out), "--from", "nvlabs", str(ada_pkl[0]), "--samples", "500"])
+    result = CliRunner().invoke(
+        export, ["--out", str(out), "--from", "nvlabs", str(ada_pkl[0]), "--samples", "500"]
+    )
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "stylegate.json").read_text())
     g = meta["generators"]["base"]

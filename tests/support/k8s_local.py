@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from k8s_manifests import (
+from support.k8s_manifests import (
     ROOT,
     container_argv,
     container_port,
@@ -51,7 +51,7 @@ from k8s_manifests import (
 )
 
 LOOPBACK = "127.0.0.1"
-STYLEGATE = [sys.executable, "-m", "cli.main"]  # this checkout's `stylegate` command
+STYLEGATE = [sys.executable, "-m", "stylegate.cli.main"]  # this checkout's `stylegate` command
 # tritonserver flags of the manifests that `stylegate triton` always applies itself, with
 # the value it applies: the manifest must ask for the same.
 TRITON_IMPLIED_FLAGS = {"strict-readiness": "true", "exit-on-error": "true"}
@@ -104,7 +104,7 @@ class LocalPod:
         for mount in (container or self.container).get("volumeMounts", []):
             root = mount["mountPath"].rstrip("/")
             if path == root or path.startswith(root + "/"):
-                return str(self.volumes[mount["name"]]) + path[len(root):]
+                return str(self.volumes[mount["name"]]) + path[len(root) :]
         raise AssertionError(f"{self.name}: {path} is on no mounted volume")
 
     def log_tail(self, lines: int = 60) -> str:
@@ -135,7 +135,7 @@ class LocalCluster:
             if words[0] == "COPY" and words[1].rstrip("/") == "model_repository":
                 root = words[-1].rstrip("/")
                 if path == root or path.startswith(root + "/"):
-                    return str(self.model_repository) + path[len(root):]
+                    return str(self.model_repository) + path[len(root) :]
         return None
 
     # --- pods -------------------------------------------------------------------------
@@ -162,7 +162,9 @@ class LocalCluster:
             (url,) = [v for k, v in env(init).items() if k.endswith("_URL")]
             self.wait_url(self.resolve_url(url), timeout=300)
             return
-        assert words[0] == "cp", f"{pod.name}/{init['name']}: only cp and wget-wait init containers run here"
+        assert words[0] == "cp", (
+            f"{pod.name}/{init['name']}: only cp and wget-wait init containers run here"
+        )
         local = []
         for word in words[1:]:
             if word.startswith("-"):
@@ -239,16 +241,25 @@ class LocalCluster:
         local["STYLEGATE_HOST"] = LOOPBACK  # a pod listens on its pod IP; here, loopback only
         return [*STYLEGATE, *argv[1:]], local
 
-    def start(self, pod: LocalPod, argv: list[str], extra_env: dict[str, str] | None = None) -> None:
+    def start(
+        self, pod: LocalPod, argv: list[str], extra_env: dict[str, str] | None = None
+    ) -> None:
         process_env = {k: v for k, v in os.environ.items() if not k.startswith("STYLEGATE_")}
         process_env.update(extra_env or {})
-        process_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), process_env.get("PYTHONPATH")]))
+        process_env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(ROOT), process_env.get("PYTHONPATH")])
+        )
         pod.argv, pod.env = argv, process_env
         pod.log = self.workdir / f"{pod.name}.log"
         with open(pod.log, "ab") as log:
             pod.process = subprocess.Popen(
-                argv, cwd=ROOT, env=process_env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                argv,
+                cwd=ROOT,
+                env=process_env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def stop(self, pod: LocalPod, grace: float) -> int | None:
@@ -292,7 +303,10 @@ class LocalCluster:
             except (urllib.error.URLError, OSError):
                 return False
         if handler == "grpc":
-            return grpc_health(f"{LOOPBACK}:{port}", probe["grpc"].get("service", ""), timeout) == "SERVING"
+            return (
+                grpc_health(f"{LOOPBACK}:{port}", probe["grpc"].get("service", ""), timeout)
+                == "SERVING"
+            )
         with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), timeout):
             return True
         return False
@@ -306,11 +320,15 @@ class LocalCluster:
         started = time.monotonic()
         while True:
             if pod.process is not None and pod.process.poll() is not None:
-                raise AssertionError(f"{pod.name} exited with {pod.process.returncode}:\n{pod.log_tail()}")
+                raise AssertionError(
+                    f"{pod.name} exited with {pod.process.returncode}:\n{pod.log_tail()}"
+                )
             if self.probe(pod, probe):
                 return time.monotonic() - started
             if time.monotonic() - started > budget:
-                raise AssertionError(f"{pod.name}: probe {probe} failed for {budget} s:\n{pod.log_tail()}")
+                raise AssertionError(
+                    f"{pod.name}: probe {probe} failed for {budget} s:\n{pod.log_tail()}"
+                )
             time.sleep(0.25)
 
 

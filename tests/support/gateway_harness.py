@@ -8,11 +8,11 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-from service.backends.base import Backend
-from service.client import StylegateClient
-from service.metadata import RepositoryInfo
-from service.server import GatewayServer, create_server
-from service.settings import Settings
+from stylegate.service.backends.base import Backend
+from stylegate.service.client import StylegateClient
+from stylegate.service.metadata import RepositoryInfo
+from stylegate.service.server import GatewayServer, create_server
+from stylegate.service.settings import Settings
 
 
 class RunningGateway:

@@ -31,9 +31,8 @@ import re
 from pathlib import Path
 
 import torch
-
-from export import safe_pickle
-from gan import networks as N
+from stylegate.export import safe_pickle
+from stylegate.gan import networks as N
 
 FORMATS = ("rosinality", "nvlabs")
 MAX_RESOLUTION = 1024
@@ -55,19 +54,40 @@ def _check_kernel(t: torch.Tensor, gain: float, key: str) -> None:
         raise ConversionError(f"{key}: only the [1,3,3,1] blur is supported")
 
 
-def _build(sd_ours: dict[str, torch.Tensor], *, z_dim: int, w_dim: int, resolution: int, channels: dict[int, int],
-           mapping_layers: int, img_channels: int) -> N.Generator:
+def _build(
+    sd_ours: dict[str, torch.Tensor],
+    *,
+    z_dim: int,
+    w_dim: int,
+    resolution: int,
+    channels: dict[int, int],
+    mapping_layers: int,
+    img_channels: int,
+) -> N.Generator:
     if resolution > MAX_RESOLUTION or resolution < 4 or resolution & (resolution - 1):
-        raise ConversionError(f"unsupported resolution {resolution} (powers of two, 4..{MAX_RESOLUTION})")
-    g = N.Generator(z_dim=z_dim, w_dim=w_dim, resolution=resolution, channels=channels,
-                    mapping_layers=mapping_layers, img_channels=img_channels, resample="fir")
+        raise ConversionError(
+            f"unsupported resolution {resolution} (powers of two, 4..{MAX_RESOLUTION})"
+        )
+    g = N.Generator(
+        z_dim=z_dim,
+        w_dim=w_dim,
+        resolution=resolution,
+        channels=channels,
+        mapping_layers=mapping_layers,
+        img_channels=img_channels,
+        resample="fir",
+    )
     expected = g.state_dict()
     missing = sorted(set(expected) - set(sd_ours))
     if missing:
-        raise ConversionError(f"checkpoint lacks tensors for {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        raise ConversionError(
+            f"checkpoint lacks tensors for {missing[:5]}{' ...' if len(missing) > 5 else ''}"
+        )
     for k, v in sd_ours.items():
         if tuple(v.shape) != tuple(expected[k].shape):
-            raise ConversionError(f"{k}: shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}")
+            raise ConversionError(
+                f"{k}: shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
+            )
     g.load_state_dict({k: v.float() for k, v in sd_ours.items()})
     return g.eval().requires_grad_(False)
 
@@ -81,12 +101,16 @@ def _fill_w_avg(g: N.Generator, n: int = 4096) -> None:
 # --------------------------------------------------------------------------- rosinality
 
 
-def from_rosinality(sd: dict[str, torch.Tensor], latent_avg: torch.Tensor | None = None) -> N.Generator:
+def from_rosinality(
+    sd: dict[str, torch.Tensor], latent_avg: torch.Tensor | None = None
+) -> N.Generator:
     """A rosinality ``g_ema`` state dict -> Generator(resample="fir")."""
     n_mlp = len([k for k in sd if re.fullmatch(r"style\.\d+\.weight", k)])
     n_up = len([k for k in sd if re.fullmatch(r"to_rgbs\.\d+\.conv\.weight", k)])
     if n_mlp == 0 or "input.input" not in sd or "conv1.conv.weight" not in sd:
-        raise ConversionError("not a rosinality stylegan2-pytorch generator (no style.*, input.input, conv1.*)")
+        raise ConversionError(
+            "not a rosinality stylegan2-pytorch generator (no style.*, input.input, conv1.*)"
+        )
     resolution = 2 ** (n_up + 2)
     w_dim, z_dim = sd["style.1.weight"].shape
     channels = {4: int(sd["input.input"].shape[1])}
@@ -122,9 +146,18 @@ def from_rosinality(sd: dict[str, torch.Tensor], latent_avg: torch.Tensor | None
         styled(f"convs.{2 * j}", f"synthesis.blocks.{j + 1}.conv0", f"noise_{2 * j + 1}")
         styled(f"convs.{2 * j + 1}", f"synthesis.blocks.{j + 1}.conv1", f"noise_{2 * j + 2}")
         to_rgb(f"to_rgbs.{j}", f"synthesis.blocks.{j + 1}.torgb")
-    out["mapping.w_avg"] = (latent_avg if latent_avg is not None else torch.zeros(w_dim)).reshape(-1)
-    g = _build(out, z_dim=int(z_dim), w_dim=int(w_dim), resolution=resolution, channels=channels,
-               mapping_layers=n_mlp, img_channels=int(sd["to_rgb1.conv.weight"].shape[1]))
+    out["mapping.w_avg"] = (latent_avg if latent_avg is not None else torch.zeros(w_dim)).reshape(
+        -1
+    )
+    g = _build(
+        out,
+        z_dim=int(z_dim),
+        w_dim=int(w_dim),
+        resolution=resolution,
+        channels=channels,
+        mapping_layers=n_mlp,
+        img_channels=int(sd["to_rgb1.conv.weight"].shape[1]),
+    )
     if latent_avg is None:
         _fill_w_avg(g)
     return g
@@ -151,11 +184,17 @@ def from_nvlabs(sd: dict[str, torch.Tensor]) -> N.Generator:
     if "mapping.embed.weight" in sd:
         raise ConversionError("conditional networks (mapping.embed, c_dim > 0) are not supported")
     n_fc = len([k for k in sd if re.fullmatch(r"mapping\.fc\d+\.weight", k)])
-    res = sorted(int(m.group(1)) for k in sd if (m := re.fullmatch(r"synthesis\.b(\d+)\.conv1\.weight", k)))
+    res = sorted(
+        int(m.group(1)) for k in sd if (m := re.fullmatch(r"synthesis\.b(\d+)\.conv1\.weight", k))
+    )
     if n_fc == 0 or not res or res[0] != 4:
-        raise ConversionError("not a stylegan2-ada-pytorch generator (no mapping.fc*, synthesis.b4.*)")
+        raise ConversionError(
+            "not a stylegan2-ada-pytorch generator (no mapping.fc*, synthesis.b4.*)"
+        )
     if any(".skip." in k for k in sd) or any(f"synthesis.b{r}.torgb.weight" not in sd for r in res):
-        raise ConversionError("only the 'skip' synthesis architecture (StyleGAN2 default) is supported")
+        raise ConversionError(
+            "only the 'skip' synthesis architecture (StyleGAN2 default) is supported"
+        )
     w_dim, z_dim = sd["mapping.fc0.weight"].shape
     out: dict[str, torch.Tensor] = {}
     for i in range(n_fc):
@@ -184,8 +223,15 @@ def from_nvlabs(sd: dict[str, torch.Tensor]) -> N.Generator:
         out[f"{dst}.torgb.conv.affine.bias"] = sd[f"{src}.torgb.affine.bias"]
         if f"{src}.resample_filter" in sd:
             _check_kernel(sd[f"{src}.resample_filter"], 1.0, f"{src}.resample_filter")
-    return _build(out, z_dim=int(z_dim), w_dim=int(w_dim), resolution=res[-1], channels=channels,
-                  mapping_layers=n_fc, img_channels=int(sd[f"synthesis.b{res[-1]}.torgb.weight"].shape[0]))
+    return _build(
+        out,
+        z_dim=int(z_dim),
+        w_dim=int(w_dim),
+        resolution=res[-1],
+        channels=channels,
+        mapping_layers=n_fc,
+        img_channels=int(sd[f"synthesis.b{res[-1]}.torgb.weight"].shape[0]),
+    )
 
 
 def load_nvlabs(path: str | os.PathLike, key: str = "G_ema") -> N.Generator:

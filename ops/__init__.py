@@ -1,0 +1,1 @@
+"""Operational tools: a local tritonserver launcher for development and tests."""

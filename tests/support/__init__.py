@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: fakes, harnesses, local clusters (not tests themselves)."""
