@@ -34,6 +34,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from PIL import Image
+
 from stylegate.gan import checkpoint as ckpt
 from stylegate.gan import data
 from stylegate.gan.generate import z_from_seed

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+
 from stylegate.service.backends.base import Priority
 from stylegate.service.backends.embedded import EmbeddedBackend
 from stylegate.service.backends.triton import TritonBackend, expected_models

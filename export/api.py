@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import torch
+
 from stylegate.export import blend as B
 from stylegate.export import directions as D
 from stylegate.export.repository import GeneratorSpec, write_repository

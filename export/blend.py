@@ -9,6 +9,7 @@ import math
 import os
 
 import torch
+
 from stylegate.gan import checkpoint as ckpt
 from stylegate.gan import networks as N
 

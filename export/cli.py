@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import click
+
 from stylegate.export.blend import DEFAULT_SWAP_RESOLUTION
 
 CHECKPOINTS = Path("checkpoints")

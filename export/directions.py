@@ -10,6 +10,7 @@ import dataclasses
 
 import numpy as np
 import torch
+
 from stylegate.gan import networks as N
 
 # StyleGAN's coarse / middle / fine split by layer resolution.

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from stylegate.gan import networks as N
 from torch import nn
 from torch.fx.experimental.proxy_tensor import make_fx
+
+from stylegate.gan import networks as N
 
 aten = torch.ops.aten
 

@@ -31,6 +31,7 @@ import re
 from pathlib import Path
 
 import torch
+
 from stylegate.export import safe_pickle
 from stylegate.gan import networks as N
 

@@ -11,10 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from torch import nn
+
 from stylegate.export import graphs
 from stylegate.gan import networks as N
 from stylegate.service.signatures import SIGNATURES, ModelSignature
-from torch import nn
 
 OPSET = 18
 

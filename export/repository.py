@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
+
 from stylegate.export import directions as D
 from stylegate.export import onnx_export, triton_config
 from stylegate.gan import networks as N
 from stylegate.service.signatures import METADATA_FILE
-from torch import nn
 
 log = logging.getLogger(__name__)
 

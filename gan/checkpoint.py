@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import torch
+
 from stylegate.gan import networks as N
 
 

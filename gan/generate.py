@@ -14,6 +14,7 @@ import click
 import numpy as np
 import torch
 from PIL import Image
+
 from stylegate.gan import checkpoint as ckpt
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "base.pt"

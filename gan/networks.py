@@ -11,12 +11,12 @@ Written for export first (see DESIGN.md, "Verified facts"):
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-import itertools
 
 NoiseMode = str  # "random" | "const" | "none"
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
+
 from stylegate.gan import checkpoint as ckpt
 from stylegate.gan import data
 

@@ -25,10 +25,11 @@ import click
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
+
 from stylegate.gan import checkpoint as ckpt
 from stylegate.gan import data
 from stylegate.gan import networks as N
-from tqdm import tqdm
 
 
 def _batch(seed: int, it: int, n: int, style: str = "photo", size: int = 64):

@@ -34,9 +34,10 @@ from pathlib import Path
 
 import click
 from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
 from stylegate.export import triton_config
 from stylegate.service.signatures import METADATA_FILE, SIGNATURES
-from tritonclient.grpc import model_config_pb2
 
 MODEL_TEMPLATE = Path(__file__).parents[1] / "export" / "triton_python_model.py"
 CONFIG_FILE = "config.pbtxt"

@@ -41,9 +41,8 @@ def grid(
 
 
 def main() -> None:
-    from stylegate.gan import data
-
     from bench.targets import gateway
+    from stylegate.gan import data
 
     OUT.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="stylegate-assets-"))

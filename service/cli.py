@@ -171,8 +171,9 @@ def invert(
     server: str,
 ) -> None:
     """Invert images: writes NAME.png (reconstruction) and NAME.npy (W+ latent)."""
-    from stylegate.service.client import tensor_to_array
     from tqdm import tqdm
+
+    from stylegate.service.client import tensor_to_array
 
     out.mkdir(parents=True, exist_ok=True)
     total = (steps if steps is not None else 100) if method != "encoder" else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from stylegate.protos.v1 import stylegate_pb2 as pb
 from stylegate.service import generation, images
 from stylegate.service.errors import InvalidInput

@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
+
 from stylegate.service.errors import InvalidInput
 from stylegate.service.metadata import GeneratorInfo
 

@@ -7,6 +7,7 @@ import dataclasses
 import time
 
 import numpy as np
+
 from stylegate.service import editing
 from stylegate.service.backends.base import Backend, Priority
 from stylegate.service.errors import DeadlineExceeded, InvalidInput

@@ -7,6 +7,7 @@ import io
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
 from stylegate.service.errors import InvalidInput
 
 ENCODINGS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}

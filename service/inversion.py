@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import numpy as np
+
 from stylegate.service import generation, metrics, similarity
 from stylegate.service.backends.base import Backend
 from stylegate.service.errors import InvalidInput

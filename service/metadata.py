@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from stylegate.service.errors import BackendUnavailable, NotFound
 from stylegate.service.signatures import METADATA_FILE
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+
 from stylegate.service import metrics
 from stylegate.service.errors import (
     BackendUnavailable,

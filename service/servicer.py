@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 import numpy as np
+
 from stylegate.protos.v1 import stylegate_pb2 as pb
 from stylegate.protos.v1 import stylegate_pb2_grpc as pb_grpc
 from stylegate.service import convert, editing, generation, inversion, metrics

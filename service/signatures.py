@@ -6,7 +6,7 @@ from here. Torch-free on purpose: export/ imports this module and nothing else o
 
 Dims exclude the batch dimension (every model has a dynamic batch). A dim is an int or a
 symbol resolved from the generator's metadata (``stylegate.json``): ``z_dim``, ``w_dim``,
-``num_ws``, ``resolution``, ``feature_channels``, ``feature_resolution``.
+``num_ws``, ``resolution``, ``feature_channels``, ``feature_resolution``, ``c_dim``.
 """
 
 from __future__ import annotations
@@ -121,6 +121,18 @@ INVERSION_STEP = ModelSignature(
 SIGNATURES: dict[str, ModelSignature] = {
     s.network: s for s in (MAPPING, SYNTHESIS, ENCODER, FEATURES, INVERSION_STEP)
 }
+
+# Class-conditional generators (NVlabs ``c_dim > 0``) take the label with z: their mapping
+# has a second input. Everything else is the same contract.
+CLASS_LABEL = TensorSpec("c", "FP32", ("c_dim",), "one-hot class label (conditional models)")
+MAPPING_CONDITIONAL = dataclasses.replace(MAPPING, inputs=(*MAPPING.inputs, CLASS_LABEL))
+
+
+def signature(network: str, meta: Mapping[str, int]) -> ModelSignature:
+    """The signature ``network`` of a generator with metadata ``meta`` must serve."""
+    if network == "mapping" and int(meta.get("c_dim", 0)) > 0:
+        return MAPPING_CONDITIONAL
+    return SIGNATURES[network]
 
 # Name of the repository-level metadata file written by export/ and read by the gateway.
 METADATA_FILE = "stylegate.json"

@@ -16,9 +16,10 @@ import onnxruntime as ort
 import pytest
 import torch
 from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
 from stylegate.export import graphs, onnx_export
 from stylegate.service.signatures import METADATA_FILE, SIGNATURES
-from tritonclient.grpc import model_config_pb2
 
 BATCHES = (1, 3, 8)
 ATOL = 1e-4

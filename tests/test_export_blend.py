@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from click.testing import CliRunner
+
 from stylegate.export import blend as B
 from stylegate.export.cli import export
 from stylegate.gan import checkpoint as ckpt

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from stylegate.export import convert, safe_pickle
 
 RES, W_DIM, N_MLP = 16, 16, 2
@@ -464,6 +465,7 @@ def test_cli_exports_a_converted_pickle(ada_pkl, tmp_path):
 
     import onnxruntime as ort
     from click.testing import CliRunner
+
     from stylegate.export.cli import export
 
     out = tmp_path / "repo"

@@ -12,6 +12,7 @@ import json
 import numpy as np
 import onnxruntime as ort
 import pytest
+
 from stylegate.export import graphs, onnx_export
 from stylegate.export.blend import blend_generators
 from stylegate.gan import checkpoint as ckpt

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from stylegate.gan import checkpoint as ckpt
 from stylegate.gan import data
 from stylegate.gan import networks as N

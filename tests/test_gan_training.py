@@ -1,6 +1,7 @@
 """Training loops resume from their checkpoints to the same weights as an uninterrupted run."""
 
 import torch
+
 from stylegate.gan import train
 
 

@@ -15,12 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import numpy as np
 import pytest
-from support.gateway_fakes import write_onnx_repository
-from support.gateway_harness import running_gateway
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
 from prometheus_client import REGISTRY
+from support.gateway_fakes import write_onnx_repository
+from support.gateway_harness import running_gateway
+
 from stylegate.protos.v1 import stylegate_pb2 as pb
 from stylegate.service.backends.embedded import EmbeddedBackend
 from stylegate.service.client import image_array, tensor_to_array, to_tensor

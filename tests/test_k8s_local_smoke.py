@@ -67,6 +67,7 @@ def test_metrics_ports_serve_prometheus_text(stack):
 def test_gateway_serves_through_triton(stack):
     """The gateway, configured by the manifest's env, answers an RPC through Triton."""
     import grpc
+
     from stylegate.protos.v1 import stylegate_pb2 as pb
     from stylegate.protos.v1 import stylegate_pb2_grpc as pb_grpc
 
@@ -84,6 +85,7 @@ def test_sigterm_drains_in_flight_inversion_within_grace(stack):
     leaves the endpoints), the inversion still completes, exit 0 inside the pod's
     terminationGracePeriodSeconds."""
     import grpc
+
     from stylegate.protos.v1 import stylegate_pb2 as pb
     from stylegate.protos.v1 import stylegate_pb2_grpc as pb_grpc
 

@@ -190,6 +190,7 @@ def prometheus(stack, tmp_path_factory):
 def _traffic_wave(address: str, inversions: int) -> None:
     """Generate, ``inversions`` concurrent short inversions, one NOT_FOUND request."""
     import grpc
+
     from stylegate.protos.v1 import stylegate_pb2 as pb
     from stylegate.protos.v1 import stylegate_pb2_grpc as pb_grpc
 

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from support.gateway_fakes import NUM_WS, RES, FakeNetworks, W, write_onnx_repository
+
 from stylegate.service.backends.base import Priority
 from stylegate.service.backends.batcher import MicroBatcher
 from stylegate.service.backends.embedded import EmbeddedBackend

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 from support.gateway_fakes import NUM_WS, FakeBackend, FakeNetworks, W
+
 from stylegate.service import editing, generation, inversion, similarity
 from stylegate.service.errors import BackendUnavailable, InvalidInput, NotFound
 from stylegate.service.generation import Call

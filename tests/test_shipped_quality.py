@@ -13,15 +13,15 @@ import sys
 import numpy as np
 import pytest
 import torch
-from support.gateway_harness import running_gateway
 from PIL import Image
+from support.gateway_harness import running_gateway
+
+from bench.targets import png as _png
+from bench.targets import psnr as _psnr
 from stylegate.gan import checkpoint as ckpt
 from stylegate.gan import data, quality
 from stylegate.service.client import image_array, tensor_to_array
 from stylegate.service.metadata import load_repository
-
-from bench.targets import png as _png
-from bench.targets import psnr as _psnr
 
 ROOT = quality.CHECKPOINTS.parent
 N_FACES = 12

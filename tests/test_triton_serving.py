@@ -25,14 +25,15 @@ import onnxruntime as ort
 import pytest
 import tritonclient.grpc as grpcclient
 from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+from tritonclient.utils import InferenceServerException
+
 from stylegate.ops.triton_local import TritonServer, build_cpu_repository, free_port
 from stylegate.service.backends.base import Priority
 from stylegate.service.backends.triton import TritonBackend, expected_models
 from stylegate.service.errors import BackendUnavailable, DeadlineExceeded, InvalidInput
 from stylegate.service.metadata import RepositoryInfo, load_repository
 from stylegate.service.signatures import METADATA_FILE
-from tritonclient.grpc import model_config_pb2
-from tritonclient.utils import InferenceServerException
 
 pytestmark = pytest.mark.triton
 
@@ -354,6 +355,7 @@ def test_deadline_exceeded(repository, server):
 
 def test_gateway_gives_the_same_results_on_triton_and_embedded(repository, server):
     from support.gateway_harness import running_gateway
+
     from stylegate.service.backends.embedded import EmbeddedBackend
     from stylegate.service.client import image_array, tensor_to_array
 

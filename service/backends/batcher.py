@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 
 import numpy as np
+
 from stylegate.service import metrics
 from stylegate.service.backends.base import Priority
 from stylegate.service.errors import BackendUnavailable, DeadlineExceeded, OverCapacity

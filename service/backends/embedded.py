@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+
 from stylegate.service.backends.base import Priority
 from stylegate.service.backends.batcher import MicroBatcher
 from stylegate.service.errors import BackendUnavailable

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
+from tritonclient.utils import InferenceServerException
+
 from stylegate.service import metrics
 from stylegate.service.backends.base import Priority
 from stylegate.service.errors import (
@@ -31,7 +33,6 @@ from stylegate.service.errors import (
 )
 from stylegate.service.metadata import RepositoryInfo, load_repository
 from stylegate.service.signatures import SIGNATURES, ModelSignature
-from tritonclient.utils import InferenceServerException
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+
 from stylegate.service.backends.base import Priority
 from stylegate.service.metadata import RepositoryInfo, load_repository
 
