@@ -3,7 +3,7 @@
 Each wrapper's ``forward`` takes and returns exactly the tensors of its signature, in
 order, so the ONNX exporter names them from the contract. The inversion step is the one
 graph that needs care: its gradient is traced into a plain graph first (see
-``InversionStep`` and DESIGN.md, "Verified facts").
+``InversionStep`` and docs/design.md, "Exporting the gradient graph to ONNX").
 """
 
 from __future__ import annotations

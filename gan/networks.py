@@ -1,6 +1,6 @@
 """StyleGAN2-style networks in plain PyTorch ops, every one exportable to ONNX.
 
-Written for export first (see DESIGN.md, "Verified facts"):
+Written for export first (see docs/design.md, "Verified facts"):
 - modulated convolutions use the NON-fused form (scale input by style, shared-weight conv,
   scale output by demodulation coefficients), so the batch stays dynamic and the backward
   pass needs only input gradients;
@@ -414,7 +414,7 @@ class Generator(nn.Module):
 
 
 def default_channels(resolution: int) -> dict[int, int]:
-    """The shipped 64px widths (DESIGN.md training-cost table), halved per octave above 64."""
+    """The shipped 64px widths (docs/design.md, "Training on 2 CPU cores"), halved per octave above 64."""
     base = {4: 128, 8: 128, 16: 64, 32: 32, 64: 16}
     out = {}
     for i in range(2, int(math.log2(resolution)) + 1):

@@ -3,7 +3,7 @@ validity, Triton configs vs the signatures, metadata and directions, determinism
 
 Tolerances (fp32 on CPU, onnxruntime vs eager torch): forward outputs to 1e-4 absolute
 (images and latents are O(1)); losses to 1e-4 relative; gradients by relative L2 error
-<= 1e-3 (DESIGN.md: elementwise comparison is too strict for gradients through ReLUs).
+<= 1e-3 (docs/design.md: elementwise comparison is too strict for gradients through ReLUs).
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ def onnxruntime_outputs(repository: RepositoryInfo, model: str, inputs) -> dict[
 
 def assert_close(model: str, name: str, got: np.ndarray, want: np.ndarray) -> None:
     assert got.shape == want.shape, f"{model}.{name}: {got.shape} != {want.shape}"
-    if name == "grad":  # relative L2, as DESIGN.md says for gradients
+    if name == "grad":  # relative L2, as docs/design.md says for gradients
         err = np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-12)
         assert err < 1e-4, f"{model}.{name}: relative L2 error {err:.2e}"
     else:
