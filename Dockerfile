@@ -17,9 +17,14 @@ COPY pyproject.toml ./
 COPY cli/ cli/
 COPY protos/ protos/
 COPY service/ service/
-# No extras: `pip install .` installs what serving needs and nothing of training/export.
+COPY export/ export/
+COPY gan/ gan/
+COPY ops/ ops/
+# No extras: `pip install .` installs what serving needs and nothing of training/export
+# (their sources come along, inert without torch; `stylegate export` says what is missing).
 RUN /opt/stylegate/bin/pip install . \
-    && ! /opt/stylegate/bin/python -c "import torch" 2>/dev/null
+    && ! /opt/stylegate/bin/python -c "import torch" 2>/dev/null \
+    && /opt/stylegate/bin/python -c "import stylegate.service.server, stylegate.cli.main"
 
 # --- model-repository: the exported repository, copied into pods by init containers -------
 FROM busybox:1.37.0 AS model-repository
@@ -36,6 +41,7 @@ COPY protos/ protos/
 COPY service/ service/
 COPY export/ export/
 COPY gan/ gan/
+COPY ops/ ops/
 # `stylegate export` imports the torch exporter modules (export/cli.py -> export/blend.py),
 # so torch comes along; the plans themselves are built by TensorRT from the ONNX files.
 RUN pip install torch==2.13.0 && pip install . onnx

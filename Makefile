@@ -7,7 +7,7 @@ REPO ?= model_repository
 PORT ?= 50051
 METRICS_PORT ?= 9090
 
-.PHONY: install export serve test lint protos clean
+.PHONY: install export serve test lint protos check clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,12 +26,17 @@ export: $(REPO)/stylegate.json
 serve: export
 	$(BIN)/stylegate serve --port $(PORT) --metrics-port $(METRICS_PORT) --model-repository $(REPO)
 
-test: install
+# What CI runs (.ci/run): lint, fresh protos, then the whole suite.
+test: check
 	bash scripts/install-system-deps.sh
 	$(BIN)/python -m pytest -q -ra
 
+check: lint
+	$(BIN)/python scripts/gen_protos.py --check
+
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 protos: install
 	$(BIN)/python scripts/gen_protos.py
