@@ -201,7 +201,7 @@ def bench_quality(address: str, images: np.ndarray) -> dict:
         ]:
             with cf.ThreadPoolExecutor(8) as pool:
                 res = list(
-                    pool.map(lambda im: c.invert(png(im), progress_every=1000, **opts), images)
+                    pool.map(lambda im, o=opts: c.invert(png(im), progress_every=1000, **o), images)
                 )
             out[label] = {
                 "psnr_db": round(

@@ -115,12 +115,16 @@ def _histogram_totals(child) -> tuple[float, float]:
 
 
 def report(rows: list[dict]) -> None:
-    header = f"{'backend':9} {'callers':>7} {'steps/s':>8} {'mean ms':>8} {'p50 ms':>7} {'p95 ms':>7} {'batch':>6}"
+    header = (
+        f"{'backend':9} {'callers':>7} {'steps/s':>8} {'mean ms':>8} {'p50 ms':>7} "
+        f"{'p95 ms':>7} {'batch':>6}"
+    )
     click.echo(header)
     for r in rows:
         click.echo(
-            f"{r['backend']:9} {r['callers']:7d} {r['steps_per_s']:8.1f} {r['latency_mean_ms']:8.2f} "
-            f"{r['latency_p50_ms']:7.2f} {r['latency_p95_ms']:7.2f} {r['mean_batch']:6.1f}"
+            f"{r['backend']:9} {r['callers']:7d} {r['steps_per_s']:8.1f} "
+            f"{r['latency_mean_ms']:8.2f} {r['latency_p50_ms']:7.2f} "
+            f"{r['latency_p95_ms']:7.2f} {r['mean_batch']:6.1f}"
         )
     click.echo("\ntriton / embedded:")
     for callers in sorted({r["callers"] for r in rows}):

@@ -56,7 +56,10 @@ DEFAULT_PRIORITY_LEVEL = 2
 
 def _tensor(spec: TensorSpec, dims: Mapping[str, int]) -> str:
     shape = ", ".join(str(d) for d in spec.shape(dims))
-    return f'  {{\n    name: "{spec.name}"\n    data_type: TYPE_{spec.dtype}\n    dims: [ {shape} ]\n  }}'
+    return (
+        f'  {{\n    name: "{spec.name}"\n    data_type: TYPE_{spec.dtype}\n'
+        f"    dims: [ {shape} ]\n  }}"
+    )
 
 
 def _warmup(signature: ModelSignature, dims: Mapping[str, int]) -> str:
@@ -64,7 +67,8 @@ def _warmup(signature: ModelSignature, dims: Mapping[str, int]) -> str:
     for spec in signature.inputs:
         shape = ", ".join(str(d) for d in spec.shape(dims))
         inputs.append(
-            f'    inputs {{\n      key: "{spec.name}"\n      value {{\n        data_type: TYPE_{spec.dtype}\n'
+            f'    inputs {{\n      key: "{spec.name}"\n      value {{\n'
+            f"        data_type: TYPE_{spec.dtype}\n"
             f"        dims: [ {shape} ]\n        random_data: true\n      }}\n    }}"
         )
     body = "\n".join(inputs)
@@ -143,7 +147,10 @@ def model_config(
             f"    max_queue_size: {batching.max_queue_size}\n"
             "  }\n}"
         ),
-        f"instance_group [\n  {{\n    count: {batching.instance_count}\n    kind: KIND_{device.upper()}\n  }}\n]",
+        (
+            f"instance_group [\n  {{\n    count: {batching.instance_count}\n"
+            f"    kind: KIND_{device.upper()}\n  }}\n]"
+        ),
         _warmup(signature, dims),
     ]
     if runtime == "onnx" and device == "gpu":

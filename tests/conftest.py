@@ -8,7 +8,8 @@
   cache hit takes milliseconds. Treat it as read-only.
 - ``tiny_models``: the torch modules that repository was exported from.
 - ``shipped_repository``: ``model_repository/`` exported from ``checkpoints/*.pt`` when its
-  ``stylegate.json`` is missing or older than a checkpoint; fails with a clear message when checkpoints are missing.
+  ``stylegate.json`` is missing or older than a checkpoint; fails with a clear message when
+  checkpoints are missing.
 """
 
 from __future__ import annotations

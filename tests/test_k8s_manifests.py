@@ -215,7 +215,8 @@ def test_probes_target_container_ports(objects):
                 port = probe_port(probe)
                 names = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
                 assert port in names or port in names.values(), (
-                    f"{w['metadata']['name']}/{c['name']} {kind} port {port} is not a container port"
+                    f"{w['metadata']['name']}/{c['name']} {kind} port {port} "
+                    "is not a container port"
                 )
 
 
