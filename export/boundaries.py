@@ -443,7 +443,13 @@ def fit_boundary(
 ) -> tuple[np.ndarray, float, int, int]:
     """Linear SVM (InterFaceGAN) between w[neg] and w[pos], a stratified ``holdout`` share of
     each class kept out. Returns (unit normal towards pos, held-out accuracy, n train, n test)."""
-    from sklearn.svm import LinearSVC
+    try:
+        from sklearn.svm import LinearSVC
+    except ImportError:
+        raise BoundaryError(
+            "training boundaries needs scikit-learn, which is not installed here "
+            "(the training/export extra: pip install 'stylegate[train]')"
+        ) from None
 
     rng = np.random.default_rng(seed)
     train, test = [], []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -386,11 +387,25 @@ def batch(
     click.echo(f"wrote {len(seed_list)} images to {out}")
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @MODEL_OPTION
 @SERVER_OPTION
-def directions(model: str, server: str) -> None:
-    """List the named latent directions of a generator."""
+@click.pass_context
+def directions(ctx: click.Context, model: str, server: str) -> None:
+    """List a generator's named latent directions (the default), or train new ones."""
+    if ctx.invoked_subcommand is None:
+        _list_directions(model, server)
+
+
+@directions.command("list")
+@MODEL_OPTION
+@SERVER_OPTION
+def list_directions(model: str, server: str) -> None:
+    """List the named latent directions of a generator (over gRPC)."""
+    _list_directions(model, server)
+
+
+def _list_directions(model: str, server: str) -> None:
     with _client(server) as c:
         try:
             found = c.list_directions(model)
@@ -403,3 +418,83 @@ def directions(model: str, server: str) -> None:
             f"{d.name:20s} {d.method:12s} std {d.std:.3g} layers [{d.layer_start}, "
             f"{d.layer_stop}){attr}{'  ' + stats if stats else ''}"
         )
+
+
+@directions.command("train")
+@click.option("--model", default="", help="generator in the repository (default: its default)")
+@click.option("--labels", type=click.Path(path_type=Path), help="CSV: seed or latent, scores")
+@click.option("--classifier", type=click.Path(path_type=Path), help="ONNX attribute classifier")
+@click.option("--samples", type=int, default=2000, show_default=True, help="with --classifier")
+@click.option("--attributes", default="", help="names of the classifier's outputs: a,b,c")
+@click.option(
+    "--repository",
+    type=click.Path(path_type=Path),
+    default="model_repository",
+    show_default=True,
+    envvar="STYLEGATE_MODEL_REPOSITORY",
+)
+@click.option("--name", default=None, help="direction name (one attribute; default its column)")
+@click.option("--layers", default=None, help="default layer range START:STOP (default: all)")
+@click.option(
+    "--fraction",
+    type=float,
+    default=0.15,
+    show_default=True,
+    help="score columns: top/bottom share taken as the two classes",
+)
+def train_directions(
+    model: str,
+    labels: Path | None,
+    classifier: Path | None,
+    samples: int,
+    attributes: str,
+    repository: Path,
+    name: str | None,
+    layers: str | None,
+    fraction: float,
+) -> None:
+    """Train InterFaceGAN boundaries from labels or an ONNX classifier into the repository."""
+    if (labels is None) == (classifier is None):
+        _usage_error("give exactly one of --labels FILE.csv or --classifier FILE.onnx")
+    if not 0 < fraction <= 0.5:
+        _usage_error(f"--fraction {fraction} is not in (0, 0.5]")
+    try:
+        span = parse_layers(layers)
+    except click.BadParameter as exc:
+        _usage_error(exc.format_message())
+    from stylegate.export import boundaries as B  # onnxruntime + sklearn, no torch
+
+    options = dataclasses.replace(B.DEFAULT_OPTIONS, fraction=fraction)
+    try:
+        if labels is not None:
+            gen, found, path = B.train_from_labels(
+                repository, labels, model=model, name=name, layers=span, options=options
+            )
+        else:
+            gen, found, path = B.train_from_classifier(
+                repository,
+                classifier,
+                model=model,
+                samples=samples,
+                attributes=[a for a in attributes.split(",") if a.strip()],
+                name=name,
+                layers=span,
+                options=options,
+            )
+    except B.BoundaryError as exc:
+        _usage_error(str(exc))
+    for b in found:
+        click.echo(
+            f"{b.name:20s} attribute={b.attribute} held-out accuracy {b.accuracy:.3f} "
+            f"({b.test_samples} of {b.train_samples + b.test_samples} samples) "
+            f"std {b.std:.3g} layers [{b.layers[0]}, {b.layers[1]})"
+        )
+    click.echo(
+        f"wrote {len(found)} direction(s) of {gen!r} to {path}; a running gateway picks them "
+        "up on reload (SIGHUP to `stylegate serve`, or the Reload RPC), no restart needed"
+    )
+
+
+def _usage_error(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
