@@ -14,6 +14,35 @@ import click
 from stylegate.export.blend import DEFAULT_SWAP_RESOLUTION
 
 CHECKPOINTS = Path("checkpoints")
+SOURCE_FORMATS = ("auto", "nvlabs", "rosinality")
+
+
+class _SourceOption(click.Option):
+    """``--from [FORMAT] PATH``: the format word is optional (``auto``: by content)."""
+
+    def add_to_parser(self, parser, ctx) -> None:
+        super().add_to_parser(parser, ctx)
+        for name in self.opts:
+            opt = parser._long_opt.get(name) or parser._short_opt.get(name)
+            if opt is None:
+                continue
+            store = opt.process
+
+            def process(value, state, store=store):
+                if value in SOURCE_FORMATS and state.rargs and not state.rargs[0].startswith("-"):
+                    value = (value, state.rargs.pop(0))
+                store(value, state)
+
+            opt.process = process
+
+
+def _source(ctx, param, value):
+    if value is None:
+        return None
+    fmt, path = value if isinstance(value, tuple) else ("auto", value)
+    if path in SOURCE_FORMATS:
+        raise click.BadParameter(f"{path!r} without a checkpoint PATH after it", ctx, param)
+    return fmt, Path(path)
 
 
 def _directions(samples: int | None, image_samples: int | None, skip: bool):
@@ -79,10 +108,13 @@ def _summary(meta: dict, seconds: float) -> None:
 @click.option(
     "--from",
     "source",
-    type=(click.Choice(["rosinality", "nvlabs"]), click.Path(exists=True, path_type=Path)),
+    cls=_SourceOption,
+    type=click.UNPROCESSED,
+    callback=_source,
     default=None,
-    metavar="FORMAT PATH",
-    help="convert and export a user's checkpoint: rosinality CKPT.pt | nvlabs NETWORK.pkl",
+    metavar="[FORMAT] PATH",
+    help="import and export a user's StyleGAN2 checkpoint; FORMAT auto (default: by content) "
+    "| nvlabs (NETWORK.pkl) | rosinality (CKPT.pt)",
 )
 @click.option("--samples", type=int, default=None, help="sampled W for GANSpace and direction stds")
 @click.option(
@@ -140,12 +172,16 @@ def export(
     options = _directions(samples, image_samples, no_directions)
     t0 = time.monotonic()
     if source is not None:
-        from stylegate.export import api, convert
+        from stylegate.export import api, importers
 
         fmt, path = source
-        G = convert.load_generator(fmt, path)
+        try:
+            imported = importers.load_checkpoint(path, fmt)
+        except importers.ConversionError as e:
+            click.echo(f"error: {e}", err=True)  # one line: the file, what it is, what we need
+            sys.exit(2)
         meta = api.export_generator(
-            out, G, description=f"converted from {fmt} {path.name}", directions=options
+            out, imported.generator, description=imported.description, directions=options
         )
     else:
         missing = [str(p) for p in (base, transfer, classifier) if not p.exists()]

@@ -4,9 +4,11 @@ never runs code.
 A stylegan2-ada-pytorch ``.pkl`` pickles its networks through ``torch_utils.persistence``,
 whose reconstructor ``exec``s the module source stored in the pickle: loading one with
 plain ``pickle`` runs whatever the file says. Here ``find_class`` allows only the globals
-that rebuild tensors and containers; NVlabs' persistence reconstructor and ``EasyDict`` map
-to plain data (``PersistentObject``: the class name and its pickled ``__dict__``); any other
-global (``os.system``, ``builtins.eval``, ...) is refused with ``UnsafePickleError``.
+that rebuild tensors and containers, plus two stand-ins: NVlabs' persistence reconstructor
+becomes ``PersistentObject`` (the class name and the pickled ``__dict__``; the module source
+is kept as text and never executed) and ``dnnlib.util.EasyDict`` becomes ``EasyDict``, a
+plain dict subclass (pickle rebuilds a dict subclass with NEWOBJ, which needs a class). Any
+other global (``os.system``, ``builtins.eval``, ...) is refused with ``UnsafePickleError``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,24 @@ from typing import Any
 
 
 class UnsafePickleError(pickle.UnpicklingError):
-    """The pickle references a global outside the allowlist (it could run code)."""
+    """The pickle references a global outside the allowlist (it could run code).
+
+    ``global_name``: the refused ``module.name``, so callers can say what the file is (a
+    TensorFlow-era NVlabs pickle references ``dnnlib.tflib.network.Network``)."""
+
+    def __init__(self, message: str, global_name: str = ""):
+        super().__init__(message)
+        self.global_name = global_name
+
+
+class EasyDict(dict):
+    """Stands in for ``dnnlib.util.EasyDict``: a dict whose keys read as attributes."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 @dataclasses.dataclass
@@ -28,8 +47,15 @@ class PersistentObject:
     """What a ``torch_utils.persistence`` object becomes: data, not the class."""
 
     class_name: str
-    module_name: str
     state: dict
+    module_src: str = ""  # the pickled module source, as text (never executed)
+    version: int | None = None
+
+    @property
+    def init_kwargs(self) -> dict:
+        """The constructor kwargs the persistence wrapper recorded (``{}`` if none)."""
+        kw = self.state.get("_init_kwargs")
+        return kw if isinstance(kw, dict) else {}
 
 
 def _reconstruct_persistent_obj(meta: dict) -> PersistentObject:
@@ -38,12 +64,14 @@ def _reconstruct_persistent_obj(meta: dict) -> PersistentObject:
     state = meta.get("state") or {}
     if not isinstance(state, dict):
         raise UnsafePickleError("persistence record without a dict state")
-    # meta["module_src"] (Python source) is deliberately never executed.
-    return PersistentObject(str(meta.get("class_name")), "torch_utils.persistence", state)
-
-
-def _easydict(*args, **kwargs) -> dict:
-    return dict(*args, **kwargs)
+    src = meta.get("module_src")
+    version = meta.get("version")
+    return PersistentObject(
+        class_name=str(meta.get("class_name")),
+        state=state,
+        module_src=src if isinstance(src, str) else "",
+        version=version if isinstance(version, int) else None,
+    )
 
 
 def _load_storage_bytes(b: bytes):
@@ -73,8 +101,8 @@ def _allowed() -> dict[tuple[str, str], Any]:
         ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
         ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
         ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
-        ("dnnlib.util", "EasyDict"): _easydict,
-        ("dnnlib", "EasyDict"): _easydict,
+        ("dnnlib.util", "EasyDict"): EasyDict,
+        ("dnnlib", "EasyDict"): EasyDict,
         ("numpy", "dtype"): np.dtype,
         ("numpy", "ndarray"): np.ndarray,
     }
@@ -126,8 +154,10 @@ class RestrictedUnpickler(pickle.Unpickler):
         fn = self._allowed.get((module, name))
         if fn is None:
             raise UnsafePickleError(
-                f"refusing to load {self._source}: it references {module}.{name}, which is not a tensor or "
-                "plain container (a pickle can run code on load; only NVlabs network pickles are accepted)"
+                f"refusing to load {self._source}: it references {module}.{name}, which is not "
+                "a tensor or plain container (a pickle can run code on load; only NVlabs "
+                "network pickles are accepted)",
+                f"{module}.{name}",
             )
         return fn
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import typing
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +31,8 @@ def lrelu(x: torch.Tensor) -> torch.Tensor:
 
 
 def upsample_nearest2x(x: torch.Tensor) -> torch.Tensor:
-    """Nearest 2x upsampling as expand + reshape (its gradient is a sum). [N,C,H,W] -> [N,C,2H,2W]."""
+    """Nearest 2x upsampling as expand + reshape (its gradient is a sum).
+    [N,C,H,W] -> [N,C,2H,2W]."""
     n, c, h, w = x.shape
     return x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
 
@@ -62,7 +64,8 @@ def fir_filter2d(x: torch.Tensor, pad: tuple[int, int], gain: float) -> torch.Te
 
 
 def upsample_fir2x(x: torch.Tensor) -> torch.Tensor:
-    """NVlabs ``upfirdn2d.upsample2d``: zero insertion, then the FIR with gain 4. [N,C,H,W] -> [N,C,2H,2W]."""
+    """NVlabs ``upfirdn2d.upsample2d``: zero insertion, then the FIR with gain 4.
+    [N,C,H,W] -> [N,C,2H,2W]."""
     n, c, h, w = x.shape
     x = F.pad(x[:, :, :, None, :, None], (0, 1, 0, 0, 0, 1)).reshape(n, c, 2 * h, 2 * w)
     return fir_filter2d(x, (2, 1), 4.0)
@@ -73,6 +76,11 @@ def downsample2x(x: torch.Tensor) -> torch.Tensor:
     c = x.shape[1]
     k = torch.full((c, 1, 2, 2), 0.25, dtype=x.dtype, device=x.device)
     return F.conv2d(x, k, stride=2, groups=c)
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    """Divide each row by its root mean square (the 2nd-moment normalization of z)."""
+    return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + 1e-8)
 
 
 class FullyConnected(nn.Module):
@@ -133,7 +141,8 @@ class Conv2d(nn.Module):
 
 
 class MappingNetwork(nn.Module):
-    """z [N, z_dim] -> w [N, w_dim], tracking the moving average of w for truncation."""
+    """z [N, z_dim] (and a class label c [N, c_dim] when conditional) -> w [N, w_dim],
+    tracking the moving average of w for truncation."""
 
     def __init__(
         self,
@@ -143,20 +152,33 @@ class MappingNetwork(nn.Module):
         num_layers: int = 4,  # fully-connected layers
         lr_mul: float = 0.01,  # learning-rate multiplier of every layer
         w_avg_beta: float = 0.995,  # decay of the tracked w average
+        c_dim: int = 0,  # class-label size; > 0: NVlabs' conditional mapping (an ``embed`` of c)
     ):
         super().__init__()
         self.z_dim = z_dim
         self.w_dim = w_dim
+        self.c_dim = c_dim
         self.w_avg_beta = w_avg_beta
-        dims = [z_dim] + [w_dim] * num_layers
+        # NVlabs: c is embedded to w_dim features, normalized like z, and concatenated with it.
+        self.embed = FullyConnected(c_dim, w_dim) if c_dim > 0 else None
+        dims = [z_dim + (w_dim if c_dim > 0 else 0)] + [w_dim] * num_layers
         self.layers = nn.ModuleList(
             FullyConnected(a, b, lr_mul=lr_mul, activation=True)
             for a, b in itertools.pairwise(dims)
         )
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def forward(self, z: torch.Tensor, *, update_w_avg: bool = False) -> torch.Tensor:
-        x = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)  # [N, z_dim]
+    def forward(
+        self, z: torch.Tensor, c: torch.Tensor | None = None, *, update_w_avg: bool = False
+    ) -> torch.Tensor:
+        """``c``: one-hot labels [N, c_dim] of a conditional mapping. None there takes class
+        ``i % c_dim`` for row i (every class equally: what w statistics such as w_avg and
+        the latent directions sample); ignored by an unconditional mapping."""
+        x = _normalize(z)  # [N, z_dim]
+        if self.embed is not None:
+            if c is None:
+                c = F.one_hot(torch.arange(z.shape[0], device=z.device) % self.c_dim, self.c_dim)
+            x = torch.cat([x, _normalize(self.embed(c.to(z.dtype)))], dim=1)
         for layer in self.layers:
             x = layer(x)
         if update_w_avg:
@@ -167,7 +189,8 @@ class MappingNetwork(nn.Module):
     def truncate(
         self, w: torch.Tensor, psi: float = 1.0, cutoff: int | None = None
     ) -> torch.Tensor:
-        """Pull w or ws towards w_avg. ``cutoff``: only the first `cutoff` ws of a [N, num_ws, w_dim]."""
+        """Pull w or ws towards w_avg. ``cutoff``: only the first `cutoff` ws of a
+        [N, num_ws, w_dim]."""
         if psi == 1.0:
             return w
         if w.ndim == 2 or cutoff is None:
@@ -189,7 +212,7 @@ class ModulatedConv(nn.Module):
         kernel_size: int = 3,
         demodulate: bool = True,
         up: bool = False,  # 2x upsample before the conv
-        resample: str = "nearest",  # "fir": NVlabs' stride-2 transposed conv + FIR (converted models)
+        resample: str = "nearest",  # "fir": NVlabs' stride-2 transposed conv + FIR (imports)
     ):
         super().__init__()
         self.resample = resample
@@ -246,8 +269,10 @@ class SynthesisLayer(nn.Module):
         *,
         up: bool = False,
         resample: str = "nearest",
+        conv_clamp: float | None = None,  # clamp the activations to +-this (NVlabs), None: no clamp
     ):
         super().__init__()
+        self.conv_clamp = conv_clamp
         self.conv = ModulatedConv(in_channels, out_channels, w_dim, up=up, resample=resample)
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.noise_strength = nn.Parameter(torch.zeros([]))
@@ -264,17 +289,22 @@ class SynthesisLayer(nn.Module):
             b = b + noise * self.noise_strength
         elif noise_mode == "const":
             b = b + self.noise_const * self.noise_strength
-        return lrelu(x + b)
+        x = lrelu(x + b)
+        return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)
 
 
 class ToRGB(nn.Module):
-    def __init__(self, in_channels: int, w_dim: int, img_channels: int = 3):
+    def __init__(
+        self, in_channels: int, w_dim: int, img_channels: int = 3, conv_clamp: float | None = None
+    ):
         super().__init__()
+        self.conv_clamp = conv_clamp
         self.conv = ModulatedConv(in_channels, img_channels, w_dim, kernel_size=1, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(img_channels))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused: bool = False) -> torch.Tensor:
-        return self.conv(x, w, fused=fused) + self.bias[None, :, None, None]
+        x = self.conv(x, w, fused=fused) + self.bias[None, :, None, None]
+        return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)
 
 
 class SynthesisBlock(nn.Module):
@@ -288,6 +318,7 @@ class SynthesisBlock(nn.Module):
         resolution: int,
         img_channels: int,
         resample: str = "nearest",
+        conv_clamp: float | None = None,
     ):
         super().__init__()
         self.resolution = resolution
@@ -297,10 +328,18 @@ class SynthesisBlock(nn.Module):
             self.conv0 = None
         else:
             self.conv0 = SynthesisLayer(
-                in_channels, out_channels, w_dim, resolution, up=True, resample=resample
+                in_channels,
+                out_channels,
+                w_dim,
+                resolution,
+                up=True,
+                resample=resample,
+                conv_clamp=conv_clamp,
             )
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution)
-        self.torgb = ToRGB(out_channels, w_dim, img_channels)
+        self.conv1 = SynthesisLayer(
+            out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp
+        )
+        self.torgb = ToRGB(out_channels, w_dim, img_channels, conv_clamp=conv_clamp)
         self.num_conv = 1 if self.conv0 is None else 2
         self.num_torgb = 1
 
@@ -332,7 +371,8 @@ class SynthesisNetwork(nn.Module):
         channels: dict[int, int],  # channels per resolution
         *,
         img_channels: int = 3,
-        resample: str = "nearest",  # "nearest" (ours) | "fir" (NVlabs/rosinality, for converted models)
+        resample: str = "nearest",  # "nearest" (ours) | "fir" (NVlabs/rosinality imports)
+        conv_clamp: float | None = None,  # NVlabs' activation clamp (converted models), None: none
     ):
         super().__init__()
         self.w_dim = w_dim
@@ -345,7 +385,9 @@ class SynthesisNetwork(nn.Module):
         self.layer_resolutions: list[int] = []
         for res in self.block_resolutions:
             in_ch = 0 if res == 4 else channels[res // 2]
-            block = SynthesisBlock(in_ch, channels[res], w_dim, res, img_channels, resample)
+            block = SynthesisBlock(
+                in_ch, channels[res], w_dim, res, img_channels, resample, conv_clamp
+            )
             self.blocks.append(block)
             self.num_ws += block.num_conv
             self.layer_resolutions += [res] * block.num_conv
@@ -376,7 +418,9 @@ class Generator(nn.Module):
         channels: dict[int, int] | None = None,  # None: the shipped 64px configuration
         mapping_layers: int = 4,
         img_channels: int = 3,
-        resample: str = "nearest",  # "fir": NVlabs/rosinality up-convs and skip upsampling (converted models)
+        resample: str = "nearest",  # "fir": NVlabs/rosinality up-convs and skip upsampling
+        conv_clamp: float | None = None,  # NVlabs' activation clamp (converted models), None: none
+        c_dim: int = 0,  # class-label size of a conditional (NVlabs) mapping, 0: unconditional
     ):
         super().__init__()
         if resample not in ("nearest", "fir"):
@@ -386,11 +430,17 @@ class Generator(nn.Module):
         self.w_dim = w_dim
         self.resolution = resolution
         self.img_channels = img_channels
+        self.c_dim = c_dim
         self.synthesis = SynthesisNetwork(
-            w_dim, resolution, channels, img_channels=img_channels, resample=resample
+            w_dim,
+            resolution,
+            channels,
+            img_channels=img_channels,
+            resample=resample,
+            conv_clamp=conv_clamp,
         )
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim, w_dim, num_layers=mapping_layers)
+        self.mapping = MappingNetwork(z_dim, w_dim, num_layers=mapping_layers, c_dim=c_dim)
         self.config = {
             "z_dim": z_dim,
             "w_dim": w_dim,
@@ -401,10 +451,21 @@ class Generator(nn.Module):
         }
         if resample != "nearest":  # shipped configs stay as they were
             self.config["resample"] = resample
+        if conv_clamp is not None:
+            self.config["conv_clamp"] = conv_clamp
+        if c_dim:
+            self.config["c_dim"] = c_dim
 
-    def ws(self, z: torch.Tensor, *, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
-        """z [N, z_dim] -> ws [N, num_ws, w_dim] (truncated)."""
-        w = self.mapping(z)[:, None].expand(-1, self.num_ws, -1)
+    def ws(
+        self,
+        z: torch.Tensor,
+        *,
+        psi: float = 1.0,
+        cutoff: int | None = None,
+        c: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """z [N, z_dim] (c [N, c_dim] when conditional) -> ws [N, num_ws, w_dim] (truncated)."""
+        w = self.mapping(z, c)[:, None].expand(-1, self.num_ws, -1)
         return self.mapping.truncate(w, psi, cutoff)
 
     def forward(
@@ -414,7 +475,8 @@ class Generator(nn.Module):
 
 
 def default_channels(resolution: int) -> dict[int, int]:
-    """The shipped 64px widths (docs/design.md, "Training on 2 CPU cores"), halved per octave above 64."""
+    """The shipped 64px widths (docs/design.md, "Training on 2 CPU cores"), halved per octave
+    above 64."""
     base = {4: 128, 8: 128, 16: 64, 32: 32, 64: 16}
     out = {}
     for i in range(2, int(math.log2(resolution)) + 1):
@@ -423,7 +485,7 @@ def default_channels(resolution: int) -> dict[int, int]:
     return out
 
 
-# --------------------------------------------------------------------------- discriminator and encoder
+# ------------------------------------------------------------------------ discriminator and encoder
 
 
 class ResidualDown(nn.Module):
@@ -538,7 +600,7 @@ class Encoder(nn.Module):
         return d + self.w_avg  # [N, num_ws, w_dim]
 
 
-# --------------------------------------------------------------------------- classifier and features
+# ------------------------------------------------------------------------ classifier and features
 
 
 class AttributeClassifier(nn.Module):
@@ -610,7 +672,7 @@ class VGG16Features(nn.Module):
     """
 
     # torchvision indices of the conv layers up to conv4_3 (ReLU after each, max-pool at 4, 9, 16)
-    _LAYOUT = [
+    _LAYOUT: typing.ClassVar[list] = [
         (0, 3, 64),
         (2, 64, 64),
         "M",
