@@ -9,23 +9,24 @@ PY=${PY:-.venv/bin/python}
 RUNS=${RUNS:-runs}
 THREADS=${THREADS:-2}
 OUT=${OUT:-checkpoints}
-train() { "$PY" -m gan.train "$@" --threads "$THREADS"; }
+train() { "$PY" -m stylegate.gan.train "$@" --threads "$THREADS"; }
+ship() { "$PY" -m stylegate.gan.train ship "$@"; }
 
 # 1. attribute classifier (its trunk is also the perceptual feature network)
 train classifier --run "$RUNS/classifier" --iters 7000
-"$PY" -m gan.train ship --run "$RUNS/classifier" --what classifier --out "$OUT/classifier.pt"
+ship --run "$RUNS/classifier" --out "$OUT/classifier.pt"
 
 # 2. base generator: synthesis + encoder as an autoencoder through W, mapping as a latent GAN
 train autoencoder --run "$RUNS/ae" --classifier "$OUT/classifier.pt" --kimg 125
-"$PY" -m gan.train ship --run "$RUNS/ae" --what gan --out "$OUT/base.pt"
+ship --run "$RUNS/ae" --out "$OUT/base.pt"
 
 # 3. domain-guided encoder: IDInvert's objective (pixel + perceptual + adversarial on real
 #    renders, latent regression on samples), starting from the autoencoder's encoder
 train encoder --run "$RUNS/encoder" --base "$OUT/base.pt" --classifier "$OUT/classifier.pt" \
     --iters "${ENCODER_ITERS:-2000}"
-"$PY" -m gan.train ship --run "$RUNS/encoder" --what encoder --out "$OUT/base.pt"
+ship --run "$RUNS/encoder" --out "$OUT/base.pt"
 
 # 4. woodblock transfer model: the base synthesis fine-tuned on paired renders
 train transfer --run "$RUNS/transfer" --base "$OUT/base.pt" --classifier "$OUT/classifier.pt" \
     --kimg "${TRANSFER_KIMG:-20}"
-"$PY" -m gan.train ship --run "$RUNS/transfer" --what gan --out "$OUT/transfer.pt"
+ship --run "$RUNS/transfer" --out "$OUT/transfer.pt"

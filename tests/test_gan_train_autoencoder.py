@@ -1,0 +1,42 @@
+"""The autoencoder pretraining recipe."""
+
+import torch
+
+from stylegate.gan import networks as N
+from stylegate.gan.train import Autoencoder, AutoencoderConfig
+from tests.support.gan_train import fit, state, tiny_classifier
+
+
+def test_autoencoder_resumes_and_learns_to_reconstruct(tmp_path):
+    """Autoencoder pretraining: resume gives the same weights, and a few dozen iterations
+    already reconstruct better than the first ones."""
+    cls = tiny_classifier(tmp_path / "cls.pt")
+    kw = {"classifier": cls, "batch": 8, "resolution": 16, "latent_batch": 16, "buffer_size": 64}
+    fit(tmp_path / "straight", Autoencoder, AutoencoderConfig(kimg=0.032, **kw))
+    cfg = AutoencoderConfig(kimg=0.032, **kw)
+    fit(tmp_path / "resumed", Autoencoder, cfg, minutes=0)  # stops after one iteration
+    assert state(tmp_path / "resumed")["it"] == 1
+    fit(tmp_path / "resumed", Autoencoder, cfg)
+    a, b = state(tmp_path / "straight"), state(tmp_path / "resumed")
+    assert a["it"] == b["it"] == 4
+    for key in ("G", "E_train", "G_ema", "LD"):
+        for name, t in a[key].items():
+            assert torch.allclose(t, b[key][name], atol=1e-5), (key, name)
+    long = fit(tmp_path / "long", Autoencoder, AutoencoderConfig(kimg=0.32, **kw))  # 40 its
+    s = state(tmp_path / "long")
+    log = s["log"]  # named losses every 20 iterations
+    assert long["iterations"] == 40 and [e["it"] for e in log] == [20, 40]
+    assert log[-1]["pix"] < log[0]["pix"]
+    # the mapping network was trained (w_avg tracked) and the encoder is centred on it
+    assert torch.allclose(s["E"]["w_avg"], s["G"]["mapping.w_avg"])
+    assert s["G"]["mapping.w_avg"].abs().sum() > 0
+    # G_ema's mapping is the latent GAN's own, not an average of it
+    for name, t in s["G"].items():
+        if name.startswith("mapping."):
+            assert torch.equal(t, s["G_ema"][name]), name
+    # the shipped encoder gives, at every layer, the mean code the training encoder gave
+    trained, shipped = N.Encoder(**s["E_config"]), N.Encoder(**s["E_config"])
+    trained.load_state_dict(s["E_train"]), shipped.load_state_dict(s["E"])
+    x = torch.randn(3, 3, 16, 16)
+    want = trained(x).mean(1, keepdim=True).expand(-1, trained.num_ws, -1)
+    assert torch.allclose(shipped(x), want, atol=1e-5)
