@@ -500,12 +500,13 @@ def train_boundaries(
     """One boundary per attribute column of ``scores`` [N, A], fit on ``w`` [N, w_dim]."""
     layers = check_layers(layers, gen.info.num_ws)
     names = list(names) if names else list(attributes)
+    splits = [  # every column checked before any work
+        split_labels(scores[:, j], fraction=options.fraction, where=f"{source}, column {attr!r}")
+        for j, attr in enumerate(attributes)
+    ]
     population = sample_w(gen, options.num_w_samples, batch=options.batch)
     out = []
-    for j, (attr, name) in enumerate(zip(attributes, names)):
-        neg, pos = split_labels(
-            scores[:, j], fraction=options.fraction, where=f"{source}, column {attr!r}"
-        )
+    for (neg, pos), attr, name in zip(splits, attributes, names):
         normal, accuracy, n_train, n_test = fit_boundary(
             w, neg, pos, holdout=options.holdout, seed=options.seed
         )
