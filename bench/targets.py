@@ -120,8 +120,9 @@ def eager_invert(G, E, C, target: torch.Tensor, *, steps: int, lr: float, weight
     ``weights`` (pixel, feature, domain): the gateway's in-domain defaults unless given."""
     if weights is None:
         from stylegate.service.inversion import DEFAULTS
+        from stylegate.service.signatures import LOSS_TERMS
 
-        weights = DEFAULTS["in_domain"].weights.array()[0].tolist()
+        weights = [DEFAULTS["in_domain"].weights[t] for t in LOSS_TERMS]
     with torch.no_grad():
         w = E(target)
         ft = C.features(target)

@@ -39,3 +39,14 @@ class BackendUnavailable(StylegateError):
 
 class Cancelled(StylegateError):
     """The client went away (CANCELLED)."""
+
+
+class FailedPrecondition(StylegateError):
+    """The request is well-formed but the served models cannot do it (a generator without
+    the networks an inversion method needs, a broken repository on reload); the message
+    names the fix (FAILED_PRECONDITION)."""
+
+
+class GatewayError(StylegateError):
+    """A mistake of the gateway itself (a tensor it built does not fit the model): never
+    the client's fault, so INTERNAL with an error id, the details in the log only."""

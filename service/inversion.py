@@ -16,53 +16,163 @@ at the deadline, or when the caller's task is cancelled (within the step in flig
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import types
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
 import numpy as np
 
 from stylegate.service import generation, metrics, similarity
-from stylegate.service.backends.base import Backend
-from stylegate.service.errors import InvalidInput
-from stylegate.service.generation import Call
-from stylegate.service.metadata import GeneratorInfo
+from stylegate.service.backends.base import Backend, Call
+from stylegate.service.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidInput,
+    OverCapacity,
+    StylegateError,
+)
+from stylegate.service.metadata import METHOD_NETWORKS, GeneratorInfo
+from stylegate.service.signatures import LOSS_TERMS
 
-METHODS = ("encoder", "optimize", "in_domain")
+METHODS = tuple(METHOD_NETWORKS)  # encoder, optimize, in_domain
 SPACES = ("w", "w_plus")
 
+LossTerms = Mapping[str, float]  # loss term name (signatures.LOSS_TERMS) -> value
 
-@dataclasses.dataclass(frozen=True)
-class LossWeights:
-    pixel: float = 1.0  # mean squared pixel error, images in [-1, 1]
-    feature: float = 0.5  # channel-normalized feature MSE: O(1) values, like the pixel term
-    domain: float = 0.5  # mean((w - E(G(w)))^2), elementwise over W+
+# Loss weights by term; a term a method does not list weighs 0, so a new term in the
+# inversion step is off until a method (or a request) gives it a weight.
+#   pixel: mean squared pixel error, images in [-1, 1]
+#   feature: channel-normalized feature MSE: O(1) values, like the pixel term
+#   domain: mean((w - E(G(w)))^2), elementwise over W+
+METHOD_WEIGHTS: dict[str, dict[str, float]] = {
+    # lr and domain weight tuned on the shipped 64px models (docs/benchmarks.md): 100 steps on
+    # 8 held-out faces gave 26.3 dB at (0.04; 1, 0.5, 2), 26.8 dB at (0.03; 1, 0.5, 0.5)
+    "in_domain": {"pixel": 1.0, "feature": 0.5, "domain": 0.5},
+    "optimize": {"pixel": 1.0, "feature": 0.5, "domain": 0.0},
+    "encoder": {"pixel": 1.0, "feature": 0.5, "domain": 0.5},
+}
 
-    def array(self) -> np.ndarray:
-        return np.array([[self.pixel, self.feature, self.domain]], dtype=np.float32)  # [1, 3]
+
+def _weights(given: Mapping[str, float]) -> Mapping[str, float]:
+    """Every term of LOSS_TERMS, in that order, read-only."""
+    return types.MappingProxyType({t: float(given.get(t, 0.0)) for t in LOSS_TERMS})
 
 
 @dataclasses.dataclass(frozen=True)
 class MethodDefaults:
     learning_rate: float
-    weights: LossWeights
+    weights: Mapping[str, float]  # term -> weight, every term of LOSS_TERMS
     space: str
 
 
 # Defaults per method; every field can be overridden per request.
 DEFAULTS: dict[str, MethodDefaults] = {
-    # lr and domain weight tuned on the shipped 64px models (docs/benchmarks.md): 100 steps on
-    # 8 held-out faces gave 26.3 dB at (0.04; 1, 0.5, 2), 26.8 dB at (0.03; 1, 0.5, 0.5)
-    "in_domain": MethodDefaults(0.03, LossWeights(1.0, 0.5, 0.5), "w_plus"),
-    "optimize": MethodDefaults(0.1, LossWeights(1.0, 0.5, 0.0), "w"),
-    "encoder": MethodDefaults(0.0, LossWeights(1.0, 0.5, 0.5), "w_plus"),
+    "in_domain": MethodDefaults(0.03, _weights(METHOD_WEIGHTS["in_domain"]), "w_plus"),
+    "optimize": MethodDefaults(0.1, _weights(METHOD_WEIGHTS["optimize"]), "w"),
+    "encoder": MethodDefaults(0.0, _weights(METHOD_WEIGHTS["encoder"]), "w_plus"),
 }
 DEFAULT_STEPS = 100
-DEFAULT_EARLY_STOP_TOL = (
-    0.004  # relative; on the shipped models 100 -> ~72 steps at -0.01 dB (docs/benchmarks.md)
-)
+# relative; on the shipped models 100 -> ~72 steps at -0.01 dB (docs/benchmarks.md)
+DEFAULT_EARLY_STOP_TOL = 0.004
 DEFAULT_EARLY_STOP_WINDOW = 10
+MAX_EARLY_STOP_WINDOW = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class InversionOptions:
+    """Every option of one inversion, resolved and validated (``options()`` builds it):
+    the core never fills in defaults again."""
+
+    method: str  # encoder | optimize | in_domain
+    steps: int  # the cap; 0 for the encoder method
+    learning_rate: float  # Adam peak learning rate
+    loss_weights: Mapping[str, float]  # term -> weight, every term of LOSS_TERMS
+    space: str  # w | w_plus
+    mask: np.ndarray | None = None  # [1, R, R] in [0, 1]; None: everywhere
+    early_stop_tol: float = DEFAULT_EARLY_STOP_TOL  # relative; 0 disables
+    early_stop_window: int = DEFAULT_EARLY_STOP_WINDOW
+    warmup: float = 0.05  # fraction of steps of linear LR warm-up
+
+    def weights_array(self) -> np.ndarray:
+        """The step's ``loss_weights`` input [1, len(LOSS_TERMS)], in LOSS_TERMS order."""
+        return np.array([[self.loss_weights[t] for t in LOSS_TERMS]], dtype=np.float32)
+
+
+def options(
+    method: str = "in_domain",
+    *,
+    steps: int | None = None,  # None: DEFAULT_STEPS
+    learning_rate: float | None = None,  # None: the method's default
+    loss_weights: Mapping[str, float | None] | None = None,  # overrides by term name
+    space: str | None = None,  # "w" | "w_plus"; None: the method's default
+    mask: np.ndarray | None = None,
+    early_stop_tol: float | None = None,  # None: DEFAULT_EARLY_STOP_TOL
+    early_stop_window: int | None = None,  # None: DEFAULT_EARLY_STOP_WINDOW
+    max_steps: int | None = None,  # the server's cap on steps; None: no cap
+) -> InversionOptions:
+    """Fill unset options from the method's defaults and validate them; errors name the
+    option (``loss_weights.domain``)."""
+    if method not in METHODS:
+        raise InvalidInput(f"unknown method {method!r} (one of {METHODS})", field="method")
+    d = DEFAULTS[method]
+    steps = DEFAULT_STEPS if steps is None else steps
+    if steps < 0 or (max_steps is not None and steps > max_steps):
+        raise InvalidInput(f"steps {steps} is outside [0, {max_steps}]", field="steps")
+    lr = d.learning_rate if learning_rate is None else learning_rate
+    if not math.isfinite(lr) or lr < 0 or lr > 10:
+        raise InvalidInput(f"learning rate {lr} is outside [0, 10]", field="learning_rate")
+    given = {k: v for k, v in (loss_weights or {}).items() if v is not None}
+    for k, v in given.items():
+        if k not in LOSS_TERMS:
+            raise InvalidInput(
+                f"unknown loss term (one of {LOSS_TERMS})", field=f"loss_weights.{k}"
+            )
+        if not math.isfinite(v) or v < 0:
+            raise InvalidInput(f"weight {v} must be finite and >= 0", field=f"loss_weights.{k}")
+    space = space or d.space
+    if space not in SPACES:
+        raise InvalidInput(f"unknown latent space {space!r}", field="space")
+    tol = DEFAULT_EARLY_STOP_TOL if early_stop_tol is None else early_stop_tol
+    if not math.isfinite(tol) or tol < 0:
+        raise InvalidInput(f"early_stop_tol {tol} must be >= 0", field="early_stop_tol")
+    window = DEFAULT_EARLY_STOP_WINDOW if early_stop_window is None else early_stop_window
+    if not 1 <= window <= MAX_EARLY_STOP_WINDOW:
+        raise InvalidInput(
+            f"early_stop_window {window} is outside [1, {MAX_EARLY_STOP_WINDOW}]",
+            field="early_stop_window",
+        )
+    return InversionOptions(
+        method=method,
+        steps=0 if method == "encoder" else steps,
+        learning_rate=lr,
+        loss_weights=_weights({**d.weights, **given}),
+        space=space,
+        mask=mask,
+        early_stop_tol=tol,
+        early_stop_window=window,
+    )
+
+
+def require_networks(gen: GeneratorInfo, method: str, *, field: str = "method") -> None:
+    """FailedPrecondition naming the fix when ``gen`` lacks a network ``method`` needs."""
+    missing = gen.missing_networks(method)
+    if not missing:
+        return
+    if "encoder" in missing:
+        fix = f"train one with `stylegate train encoder --model {gen.name}`"
+    else:
+        fix = "export them with the generator (`stylegate export`)"
+    others = [m for m in gen.inversion_methods if m != method]
+    alternative = f", or invert with method {' / '.join(others)}" if others else ""
+    raise FailedPrecondition(
+        f"generator {gen.name!r} has no {' / '.join(missing)} network, which method "
+        f"{method!r} needs: {fix}{alternative}",
+        field=field,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +188,7 @@ class Progress:
     step: int  # 1-based
     total_steps: int  # the cap; early stopping may end sooner
     loss: float  # weighted total of the latent evaluated at this step
-    terms: tuple[float, float, float]  # unweighted (pixel, feature, domain)
+    terms: LossTerms  # unweighted, by name
     learning_rate: float
     image: np.ndarray  # [3, R, R] reconstruction of that latent (free: the step returns it)
 
@@ -89,13 +199,49 @@ class Inversion:
     reconstruction: np.ndarray  # [3, R, R] = G(ws)
     target: np.ndarray  # [3, R, R]
     loss: float
-    terms: tuple[float, float, float]
+    terms: LossTerms  # unweighted, by name
     quality: Quality
     steps: int  # optimization steps run
     early_stopped: bool
     method: str
     space: str
     seconds: float
+
+
+class Slots:
+    """At most ``limit`` inversions at once (each holds a step in the backend's batches);
+    OverCapacity beyond."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.count = 0
+
+    @contextlib.contextmanager
+    def take(self) -> Iterator[None]:
+        if self.count >= self.limit:
+            raise OverCapacity(f"{self.count} inversions are running, the limit is {self.limit}")
+        self.count += 1
+        metrics.INVERSIONS_IN_FLIGHT.inc()
+        try:
+            yield
+        finally:
+            self.count -= 1
+            metrics.INVERSIONS_IN_FLIGHT.dec()
+
+
+def outcome_of(exc: BaseException | None) -> str:
+    """The ``outcome`` label of INVERSIONS for how an inversion ended."""
+    if exc is None:
+        return "ok"
+    if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+        return "cancelled"
+    if isinstance(exc, (DeadlineExceeded, asyncio.TimeoutError)):
+        return "deadline"
+    if isinstance(exc, InvalidInput):
+        return "invalid"
+    if isinstance(exc, StylegateError):
+        return type(exc).__name__.lower()  # backendunavailable, overcapacity, ...
+    return "error"
 
 
 def learning_rate_at(
@@ -145,65 +291,44 @@ def converged(best: list[float], *, tol: float, window: int) -> bool:
     return (before - now) <= tol * max(abs(before), 1e-12)
 
 
-def resolve_options(
-    method: str,
-    *,
-    learning_rate: float | None,
-    weights: dict[str, float | None] | None,
-    space: str | None,
-) -> tuple[float, LossWeights, str]:
-    """Fill unset options from the method's defaults and validate them."""
-    if method not in METHODS:
-        raise InvalidInput(f"unknown method {method!r} (one of {METHODS})", field="method")
-    d = DEFAULTS[method]
-    lr = d.learning_rate if learning_rate is None else learning_rate
-    if not math.isfinite(lr) or lr < 0 or lr > 10:
-        raise InvalidInput(f"learning rate {lr} is outside [0, 10]", field="learning_rate")
-    given = {k: v for k, v in (weights or {}).items() if v is not None}
-    for k, v in given.items():
-        if not math.isfinite(v) or v < 0:
-            raise InvalidInput(f"weight {v} must be finite and >= 0", field=f"loss_weights.{k}")
-    lw = dataclasses.replace(d.weights, **given)
-    space = space or d.space
-    if space not in SPACES:
-        raise InvalidInput(f"unknown latent space {space!r}", field="space")
-    return lr, lw, space
-
-
 async def invert_steps(
     backend: Backend,
     gen: GeneratorInfo,
     target: np.ndarray,  # [3, R, R] in [-1, 1]
+    opts: InversionOptions,
     *,
-    method: str = "in_domain",
-    steps: int = DEFAULT_STEPS,
-    learning_rate: float | None = None,  # None: the method's default
-    loss_weights: dict[str, float | None] | None = None,  # pixel/feature/domain overrides
-    space: str | None = None,  # "w" | "w_plus"; None: the method's default
-    mask: np.ndarray | None = None,  # [1, R, R] in [0, 1]; None: everywhere
-    early_stop_tol: float = DEFAULT_EARLY_STOP_TOL,  # 0 disables
-    early_stop_window: int = DEFAULT_EARLY_STOP_WINDOW,
-    warmup: float = 0.05,  # fraction of steps of linear LR warm-up
     call: Call | None = None,  # priority and deadline of the backend calls
 ) -> AsyncIterator[Progress | Inversion]:
     """Run an inversion, yielding a ``Progress`` per optimization step and finally the
-    ``Inversion``. Cancelling the consuming task stops it within the step in flight."""
+    ``Inversion``. Cancelling the consuming task stops it within the step in flight. Every
+    run counts once in ``INVERSIONS{method, outcome}``, however it ends."""
+    failure: BaseException | None = None
+    finished = False  # the result went out: closing the stream after it is no cancellation
+    try:
+        async for event in _run(backend, gen, target, opts, call=call or Call()):
+            finished = isinstance(event, Inversion)
+            yield event
+    except BaseException as exc:  # counted, then re-raised as is
+        failure = None if finished else exc
+        raise
+    finally:
+        metrics.INVERSIONS.labels(opts.method, outcome_of(failure)).inc()
+
+
+async def _run(
+    backend: Backend, gen: GeneratorInfo, target: np.ndarray, opts: InversionOptions, *, call: Call
+) -> AsyncIterator[Progress | Inversion]:
     started = time.perf_counter()
-    call = call or Call()
-    lr, weights, space = resolve_options(
-        method, learning_rate=learning_rate, weights=loss_weights, space=space
-    )
+    method, space, steps = opts.method, opts.space, opts.steps
     step_model = gen.model("inversion_step")
-    if method == "encoder":
-        steps = 0
     r = gen.resolution
     target_b = np.ascontiguousarray(target[None], dtype=np.float32)  # [1, 3, R, R]
     mask_b = (
         np.ones((1, 1, r, r), np.float32)
-        if mask is None
-        else np.ascontiguousarray(mask[None], dtype=np.float32)
+        if opts.mask is None
+        else np.ascontiguousarray(opts.mask[None], dtype=np.float32)
     )
-    weights_b = weights.array()
+    weights_b = opts.weights_array()
     target_features = await generation.features(backend, gen, target_b, call=call)
 
     if method == "optimize":
@@ -214,7 +339,7 @@ async def invert_steps(
     x = np.array(start.mean(axis=0) if space == "w" else start, dtype=np.float32)
     adam = Adam(x.shape)
 
-    best: tuple[float, np.ndarray, np.ndarray, np.ndarray] | None = None  # loss, terms, ws, image
+    best: tuple[float, LossTerms, np.ndarray, np.ndarray] | None = None  # loss, terms, ws, image
     best_history: list[float] = []
     early_stopped = False
     lr_t = 0.0
@@ -235,7 +360,7 @@ async def invert_steps(
             timeout=call.timeout(),
         )
         loss = float(out["loss"].reshape(-1)[0])
-        terms = out["loss_terms"].reshape(-1)
+        terms = dict(zip(LOSS_TERMS, (float(v) for v in out["loss_terms"].reshape(-1))))
         grad = out["grad"][0]  # [num_ws, w_dim]
         if not math.isfinite(loss) or not np.isfinite(grad).all():
             if best is None:
@@ -252,16 +377,16 @@ async def invert_steps(
                 step=t,
                 total_steps=steps,
                 loss=loss,
-                terms=tuple(float(v) for v in terms),
+                terms=terms,
                 learning_rate=lr_t,
                 image=out["image"][0],
             )
         if t == evaluations - 1:
             break
-        if converged(best_history, tol=early_stop_tol, window=early_stop_window):
+        if converged(best_history, tol=opts.early_stop_tol, window=opts.early_stop_window):
             early_stopped = True
             break
-        lr_t = learning_rate_at(t, steps, peak=lr, warmup=warmup)
+        lr_t = learning_rate_at(t, steps, peak=opts.learning_rate, warmup=opts.warmup)
         adam.step(x, grad.sum(axis=0) if space == "w" else grad, lr_t)
 
     assert best is not None
@@ -271,12 +396,12 @@ async def invert_steps(
         reconstruction=image,
         target=target,
         loss=loss,
-        terms=(float(terms[0]), float(terms[1]), float(terms[2])),
+        terms=types.MappingProxyType(terms),
         quality=Quality(
             psnr=similarity.psnr(image, target),
             ssim=similarity.ssim(image, target),
-            perceptual_distance=float(terms[1]),
-            in_domain_score=math.sqrt(max(float(terms[2]), 0.0) * gen.num_ws * gen.w_dim),
+            perceptual_distance=terms["feature"],
+            in_domain_score=math.sqrt(max(terms["domain"], 0.0) * gen.num_ws * gen.w_dim),
         ),
         steps=run,
         early_stopped=early_stopped,
@@ -286,6 +411,8 @@ async def invert_steps(
     )
     metrics.INVERSION_STEPS_PER_RUN.labels(method).observe(run)
     metrics.INVERSION_FINAL_LOSS.labels(method).observe(loss)
+    for term, value in terms.items():
+        metrics.INVERSION_FINAL_TERMS.labels(method, term).observe(value)
     metrics.INVERSION_PSNR.labels(method).observe(result.quality.psnr)
     yield result
 
@@ -294,16 +421,21 @@ async def invert(
     backend: Backend,
     gen: GeneratorInfo,
     target: np.ndarray,
+    opts: InversionOptions,
     *,
+    call: Call | None = None,
     on_progress: Callable[[Progress], Awaitable[None] | None] | None = None,
-    **options,
 ) -> Inversion:
-    """``invert_steps`` run to the end; ``on_progress`` sees every step. Options as there."""
-    async for event in invert_steps(backend, gen, target, **options):
-        if isinstance(event, Inversion):
-            return event
-        if on_progress is not None:
-            maybe = on_progress(event)
-            if maybe is not None:
-                await maybe
+    """``invert_steps`` run to the end; ``on_progress`` sees every step."""
+    steps = invert_steps(backend, gen, target, opts, call=call)
+    try:
+        async for event in steps:
+            if isinstance(event, Inversion):
+                return event
+            if on_progress is not None:
+                maybe = on_progress(event)
+                if maybe is not None:
+                    await maybe
+    finally:
+        await steps.aclose()  # counts the run now, not when the generator is collected
     raise AssertionError("invert_steps ended without a result")

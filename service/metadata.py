@@ -14,7 +14,13 @@ import numpy as np
 from stylegate.service.errors import BackendUnavailable, NotFound
 from stylegate.service.signatures import METADATA_FILE
 
-INVERSION_NETWORKS = ("encoder", "features", "inversion_step")
+# The networks each inversion method calls. ``encoder`` still evaluates its latent with one
+# inversion_step call (loss terms, reconstruction and quality figures come from there).
+METHOD_NETWORKS: dict[str, tuple[str, ...]] = {
+    "encoder": ("encoder", "features", "inversion_step"),
+    "optimize": ("features", "inversion_step"),
+    "in_domain": ("encoder", "features", "inversion_step"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,10 +49,22 @@ class GeneratorInfo:
     models: Mapping[str, str]  # network -> served model name
     attributes: tuple[str, ...]
     directions: Mapping[str, Direction]
+    c_dim: int = 0  # classes of a class-conditional generator (one-hot ``c``); 0: none
+
+    @property
+    def inversion_methods(self) -> tuple[str, ...]:
+        """The inversion methods whose networks this generator serves."""
+        return tuple(
+            m for m, nets in METHOD_NETWORKS.items() if all(n in self.models for n in nets)
+        )
 
     @property
     def can_invert(self) -> bool:
-        return all(n in self.models for n in INVERSION_NETWORKS)
+        return bool(self.inversion_methods)
+
+    def missing_networks(self, method: str) -> tuple[str, ...]:
+        """The networks ``method`` needs that this generator does not serve."""
+        return tuple(n for n in METHOD_NETWORKS[method] if n not in self.models)
 
     @property
     def dims(self) -> dict[str, int]:
@@ -58,6 +76,7 @@ class GeneratorInfo:
             "resolution": self.resolution,
             "feature_channels": self.feature_channels,
             "feature_resolution": self.feature_resolution,
+            "c_dim": self.c_dim,
         }
 
     def model(self, network: str, *, field: str = "model") -> str:
@@ -148,6 +167,7 @@ def _generator(name: str, raw: Mapping[str, Any]) -> GeneratorInfo:
         directions={
             d: _direction(d, v, w_dim, num_ws) for d, v in (raw.get("directions") or {}).items()
         },
+        c_dim=int(raw.get("c_dim", 0)),
     )
 
 

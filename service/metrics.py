@@ -26,7 +26,7 @@ RPC_IN_FLIGHT = Gauge("stylegate_rpc_in_flight", "RPCs being handled, by method"
 INVERSIONS_IN_FLIGHT = Gauge("stylegate_inversions_in_flight", "Inversions running now")
 INVERSIONS = Counter(
     "stylegate_inversions_total",
-    "Inversions finished, by method and outcome",
+    "Inversions run, by method and how they ended (ok, cancelled, deadline, invalid, error, ...)",
     ["method", "outcome"],
 )
 INVERSION_STEPS = Counter(
@@ -42,6 +42,12 @@ INVERSION_FINAL_LOSS = Histogram(
     "stylegate_inversion_final_loss",
     "Weighted loss of the returned latent",
     ["method"],
+    buckets=LOSS_BUCKETS,
+)
+INVERSION_FINAL_TERMS = Histogram(
+    "stylegate_inversion_final_loss_term",
+    "Unweighted loss terms of the returned latent, by term (service/signatures.py LOSS_TERMS)",
+    ["method", "term"],
     buckets=LOSS_BUCKETS,
 )
 INVERSION_PSNR = Histogram(

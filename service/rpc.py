@@ -22,6 +22,8 @@ from stylegate.service.errors import (
     BackendUnavailable,
     Cancelled,
     DeadlineExceeded,
+    FailedPrecondition,
+    GatewayError,
     InvalidInput,
     NotFound,
     OverCapacity,
@@ -37,11 +39,14 @@ STATUS_CODES: dict[type[StylegateError], grpc.StatusCode] = {
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     BackendUnavailable: grpc.StatusCode.UNAVAILABLE,
     Cancelled: grpc.StatusCode.CANCELLED,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """gRPC status code and client-facing message of an exception."""
+    if isinstance(exc, GatewayError):  # ours, not the client's: INTERNAL like any bug
+        return grpc.StatusCode.INTERNAL, ""
     for kind in type(exc).__mro__:
         code = STATUS_CODES.get(kind)  # type: ignore[arg-type]
         if code is not None:
@@ -75,7 +80,7 @@ class InFlight:
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
 

@@ -5,6 +5,7 @@ graceful shutdown (NOT_SERVING, drain in-flight RPCs, stop, close the backend)."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 
@@ -16,6 +17,7 @@ from stylegate.protos.v1 import stylegate_pb2 as pb
 from stylegate.protos.v1 import stylegate_pb2_grpc as pb_grpc
 from stylegate.service import metrics
 from stylegate.service.backends.base import Backend
+from stylegate.service.errors import StylegateError
 from stylegate.service.metadata import RepositoryInfo, load_repository
 from stylegate.service.servicer import StyleGateServicer
 from stylegate.service.settings import Settings
@@ -91,11 +93,11 @@ class GatewayServer:
     async def probe_backend(self) -> bool:
         """One health probe: the backend's ``healthy()`` within the probe interval decides
         SERVING or NOT_SERVING (so load balancers and kubelets stop sending work to a
-        gateway whose Triton is down), and Triton's batch statistics become gauges."""
+        gateway whose Triton is down), and the backend refreshes its own gauges."""
         timeout = max(self.settings.health_interval_s, 1.0)
         try:
             ok = bool(await asyncio.wait_for(self.backend.healthy(), timeout))
-        except Exception as exc:  # a probe that fails for any reason means "not healthy"
+        except Exception as exc:  # noqa: BLE001 - a probe failing for any reason: not healthy
             log.warning("backend health probe failed", extra={"error": repr(exc)})
             ok = False
         metrics.BACKEND_UP.labels(self.backend.name).set(1 if ok else 0)
@@ -105,15 +107,11 @@ class GatewayServer:
                     "backend health changed", extra={"backend": self.backend.name, "healthy": ok}
                 )
             await self._set_serving(ok)
-        statistics = getattr(self.backend, "batch_statistics", None)
-        if ok and statistics is not None:
+        if ok:
             try:
-                for model, st in (await asyncio.wait_for(statistics(), timeout)).items():
-                    metrics.TRITON_INFERENCES.labels(model).set(st.inference_count)
-                    metrics.TRITON_EXECUTIONS.labels(model).set(st.execution_count)
-                    metrics.TRITON_MEAN_BATCH.labels(model).set(st.mean_batch_size)
-            except Exception as exc:
-                log.warning("reading backend statistics failed", extra={"error": repr(exc)})
+                await asyncio.wait_for(self.backend.refresh_metrics(), timeout)
+            except Exception as exc:  # noqa: BLE001 - gauges must never fail the probe
+                log.warning("refreshing backend metrics failed", extra={"error": repr(exc)})
         return ok
 
     async def _watch_backend(self) -> None:
@@ -177,7 +175,8 @@ def create_server(
 
 
 async def serve(settings: Settings) -> None:
-    """Run the gateway until SIGINT/SIGTERM, then shut down gracefully."""
+    """Run the gateway until SIGINT/SIGTERM, then shut down gracefully; SIGHUP reloads the
+    model repository (like the Reload RPC)."""
     if settings.metrics_port:
         metrics.serve_metrics(settings.metrics_port, addr=settings.host)
     server, port = create_server(f"{settings.host}:{settings.port}", settings)
@@ -194,5 +193,19 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task] = set()  # held until done (the loop keeps weak references)
+
+    def reload() -> None:
+        task = loop.create_task(_reload_logged(server), name="reload")
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()
     await server.stop()
+
+
+async def _reload_logged(server: GatewayServer) -> None:
+    """SIGHUP: reload; a failure is logged by the servicer and the old repository stays."""
+    with contextlib.suppress(StylegateError):
+        await server.servicer.reload()

@@ -12,7 +12,7 @@ symbol resolved from the generator's metadata (``stylegate.json``): ``z_dim``, `
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -55,8 +55,12 @@ IMAGE_DIMS: tuple[Dim, ...] = (3, "resolution", "resolution")  # RGB in [-1, 1],
 WS_DIMS: tuple[Dim, ...] = ("num_ws", "w_dim")
 FEATURE_DIMS: tuple[Dim, ...] = ("feature_channels", "feature_resolution", "feature_resolution")
 
-# Order of the per-sample loss weights and loss terms of the inversion step.
+# The inversion loss terms, by name: the order of the step's ``loss_weights`` input and
+# ``loss_terms`` output. The gateway addresses weights, terms, progress messages and metrics
+# by these names (the proto's LossWeights/LossTerms fields are spelled the same), so a new
+# term is a change in the inversion-step graph, this list and the proto.
 LOSS_TERMS: tuple[str, ...] = ("pixel", "feature", "domain")
+_TERMS_DOC = ", ".join(LOSS_TERMS)
 
 MAPPING = ModelSignature(
     "mapping",
@@ -97,18 +101,14 @@ INVERSION_STEP = ModelSignature(
         TensorSpec(
             "target_features", "FP32", FEATURE_DIMS, "features(target), from the features model"
         ),
-        TensorSpec(
-            "loss_weights", "FP32", (len(LOSS_TERMS),), "weights of (pixel, feature, domain)"
-        ),
+        TensorSpec("loss_weights", "FP32", (len(LOSS_TERMS),), f"weights of ({_TERMS_DOC})"),
         TensorSpec(
             "mask", "FP32", (1, "resolution", "resolution"), "1 where pixel/feature terms count"
         ),
     ),
     outputs=(
         TensorSpec("loss", "FP32", (1,), "weighted total loss per sample"),
-        TensorSpec(
-            "loss_terms", "FP32", (len(LOSS_TERMS),), "unweighted (pixel, feature, domain) terms"
-        ),
+        TensorSpec("loss_terms", "FP32", (len(LOSS_TERMS),), f"unweighted ({_TERMS_DOC}) terms"),
         TensorSpec("grad", "FP32", WS_DIMS, "d loss / d ws, per sample"),
         TensorSpec("image", "FP32", IMAGE_DIMS, "G(ws), the reconstruction at this step"),
     ),
@@ -134,5 +134,69 @@ def signature(network: str, meta: Mapping[str, int]) -> ModelSignature:
         return MAPPING_CONDITIONAL
     return SIGNATURES[network]
 
+
 # Name of the repository-level metadata file written by export/ and read by the gateway.
 METADATA_FILE = "stylegate.json"
+
+# -- seeds -------------------------------------------------------------------------------
+
+MAX_SEED = 2**32 - 1  # numpy RandomState seeds
+
+
+def z_from_seed(seed: int, z_dim: int) -> np.ndarray:
+    """The latent z [z_dim] of a seed: the one rule, so a seed names the same image in
+    gan/generate.py, the benchmarks and the gateway. ValueError outside [0, MAX_SEED]."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed {seed} is outside [0, {MAX_SEED}]")
+    return np.random.RandomState(seed).standard_normal(z_dim).astype(np.float32)
+
+
+# -- checking what a backend serves ------------------------------------------------------
+
+# onnxruntime's element type names -> the Triton names the contract uses.
+ONNX_TO_TRITON = {
+    "tensor(float)": "FP32",
+    "tensor(float16)": "FP16",
+    "tensor(int64)": "INT64",
+    "tensor(int32)": "INT32",
+}
+
+# A served tensor as a backend reports it: (dtype, full shape with the batch dim first,
+# -1 for a dynamic dim).
+Served = Mapping[str, tuple[str, Sequence[int]]]
+
+
+def check_served(
+    network: str, meta: Mapping[str, int], *, inputs: Served, outputs: Served
+) -> list[str]:
+    """Differences between a served model and the signature ``network`` must have for a
+    generator with metadata ``meta``: one line per tensor at fault, empty when they match.
+    Both backends run this at start-up (Triton from its model metadata, the embedded
+    backend from the onnxruntime session), so a model that loads is a model that fits."""
+    sig = signature(network, meta)
+    problems = []
+    for kind, specs, served in (
+        ("input", sig.inputs, inputs),
+        ("output", sig.outputs, outputs),
+    ):
+        for spec in specs:
+            got = served.get(spec.name)
+            if got is None:
+                problems.append(f"{kind} {spec.name!r} is missing (served: {sorted(served)})")
+                continue
+            dtype, shape = got[0], [int(d) for d in got[1]]
+            if dtype != spec.dtype:
+                problems.append(f"{kind} {spec.name!r} has dtype {dtype}, expected {spec.dtype}")
+            want = [-1, *spec.shape(meta)]
+            if shape != want:
+                problems.append(
+                    f"{kind} {spec.name!r} has shape {shape}, expected {want} "
+                    f"([batch, {', '.join(map(str, spec.dims))}])"
+                )
+        if kind == "input":
+            known = {t.name for t in specs}
+            problems += [
+                f"input {name!r} is not in the {network} signature"
+                for name in sorted(set(served) - known)
+            ]
+    return problems

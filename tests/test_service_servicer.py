@@ -67,6 +67,12 @@ class SlowBackend:
         await asyncio.sleep(self.delay)
         return await self.inner.infer(model, inputs, **kw)
 
+    async def reload(self, repository):
+        await self.inner.reload(repository)
+
+    async def refresh_metrics(self):
+        await self.inner.refresh_metrics()
+
     async def close(self):
         await self.inner.close()
 
@@ -421,7 +427,7 @@ def test_cancellation_stops_the_loop_within_a_step(slow_gateway, info):
         time.sleep(0.5)
         assert backend.calls["inversion_step"] - at_cancel <= 1
         assert at_cancel < 10
-        assert gw.server.servicer._inversions == 0  # the slot was released
+        assert gw.server.servicer.inversion_slots.count == 0  # the slot was released
         # and a new inversion can start right away
         assert c.invert(_target(info), steps=1).steps == 1
 

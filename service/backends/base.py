@@ -9,10 +9,17 @@ samples, and the backend may merge concurrent calls into one batch.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from typing import Protocol, runtime_checkable
+import time
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
+
+from stylegate.service.errors import DeadlineExceeded
+
+if TYPE_CHECKING:
+    from stylegate.service.metadata import RepositoryInfo
 
 
 class Priority(enum.IntEnum):
@@ -20,6 +27,23 @@ class Priority(enum.IntEnum):
 
     INTERACTIVE = 1
     BULK = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """How the backend calls of one request are made: priority and absolute deadline."""
+
+    priority: Priority = Priority.INTERACTIVE
+    deadline: float | None = None  # time.monotonic() value; None: no deadline
+
+    def timeout(self) -> float | None:
+        """Seconds left; DeadlineExceeded when none are."""
+        if self.deadline is None:
+            return None
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceeded("the request deadline passed")
+        return left
 
 
 @runtime_checkable
@@ -48,7 +72,15 @@ class Backend(Protocol):
         """Run ``model`` on ``inputs`` (names and dtypes from service/signatures.py, leading
         batch dim). Returns every output of the model, batch-aligned with the inputs.
         ``timeout``: seconds left of the request's deadline (DeadlineExceeded past it).
-        Raises ``BackendUnavailable`` on transport failure, ``OverCapacity`` when queues are full."""
+        Raises ``BackendUnavailable`` on transport failure, ``OverCapacity`` when queues are
+        full, ``GatewayError`` when the inputs do not fit the model (the gateway's mistake)."""
+
+    async def reload(self, repository: RepositoryInfo) -> None:
+        """Serve ``repository`` from now on: load new or changed models and check them like
+        ``load``. On any problem raise and keep serving the old repository."""
+
+    async def refresh_metrics(self) -> None:
+        """Update this backend's own gauges (called by the health watcher)."""
 
     async def close(self) -> None:
         """Release sessions/channels; pending calls fail with BackendUnavailable."""

@@ -122,7 +122,7 @@ class MicroBatcher:
             if timeout is None:
                 return await call.future
             return await asyncio.wait_for(call.future, timeout=max(timeout, 0.0))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise DeadlineExceeded(f"deadline passed waiting for model {model}") from None
 
     async def close(self) -> None:
@@ -159,7 +159,7 @@ class MicroBatcher:
                 queue.arrived.clear()
                 try:
                     await asyncio.wait_for(queue.arrived.wait(), timeout=left)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
             await self._slots.acquire()
             batch = self._take(queue)

@@ -5,6 +5,7 @@ nothing but ``model_repository/``."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,11 +15,37 @@ import onnxruntime as ort
 
 from stylegate.service.backends.base import Priority
 from stylegate.service.backends.batcher import MicroBatcher
-from stylegate.service.errors import BackendUnavailable
+from stylegate.service.errors import BackendUnavailable, GatewayError
 from stylegate.service.metadata import RepositoryInfo, load_repository
-from stylegate.service.signatures import SIGNATURES
+from stylegate.service.signatures import ONNX_TO_TRITON, SIGNATURES, check_served
 
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Model:
+    """One served model: its session, its tensor names, and the file it came from."""
+
+    session: ort.InferenceSession
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    stamp: tuple[str, int, int]  # path, mtime_ns, size: a reload reuses an unchanged file
+
+
+def _stamp(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return str(path), st.st_mtime_ns, st.st_size
+
+
+def _served(args) -> dict[str, tuple[str, list[int]]]:
+    """onnxruntime's NodeArgs as (Triton dtype, shape with -1 for symbolic dims)."""
+    return {
+        a.name: (
+            ONNX_TO_TRITON.get(a.type, a.type),
+            [d if isinstance(d, int) else -1 for d in a.shape],
+        )
+        for a in args
+    }
 
 
 class EmbeddedBackend:
@@ -42,9 +69,7 @@ class EmbeddedBackend:
             "window_s": batch_window_ms / 1000.0,
             "max_queue": max_queue,
         }
-        self._sessions: dict[str, ort.InferenceSession] = {}
-        self._input_names: dict[str, tuple[str, ...]] = {}
-        self._output_names: dict[str, tuple[str, ...]] = {}
+        self._models: dict[str, _Model] = {}
         self._executor: ThreadPoolExecutor | None = None
         self.batcher: MicroBatcher | None = None
 
@@ -56,19 +81,10 @@ class EmbeddedBackend:
         repo = self._repository
         if not isinstance(repo, RepositoryInfo):
             repo = load_repository(repo)
-        wanted = {
-            model: network for g in repo.generators.values() for network, model in g.models.items()
-        }
         self._executor = ThreadPoolExecutor(
             max_workers=self._session_concurrency, thread_name_prefix="onnxruntime"
         )
-        loop = asyncio.get_running_loop()
-        # Sessions are created one after another: building several at once only fights
-        # over the same cores.
-        for model, network in sorted(wanted.items()):
-            await loop.run_in_executor(
-                self._executor, self._load_session, model, network, repo.model_path(model)
-            )
+        self._models = await self._open(repo)
         self.batcher = MicroBatcher(
             self._run_batch,
             self._executor,
@@ -76,11 +92,58 @@ class EmbeddedBackend:
             concurrency=self._session_concurrency,
             **self._batcher_options,
         )
-        log.info("embedded backend ready", extra={"models": sorted(self._sessions)})
+        log.info("embedded backend ready", extra={"models": sorted(self._models)})
 
-    def _load_session(self, model: str, network: str, path: Path) -> None:
-        if not path.is_file():
-            raise BackendUnavailable(f"model {model}: {path} not found")
+    async def reload(self, repository: RepositoryInfo) -> None:
+        if self._executor is None:
+            raise BackendUnavailable("embedded backend is not loaded")
+        models = await self._open(repository)  # raises before anything is replaced
+        self._models = models
+        log.info("embedded backend reloaded", extra={"models": sorted(models)})
+
+    async def refresh_metrics(self) -> None:
+        """Nothing to read: the micro-batcher sets its gauges as it runs."""
+
+    async def _open(self, repo: RepositoryInfo) -> dict[str, _Model]:
+        """A session for every model of ``repo`` (unchanged files keep theirs), each checked
+        against the signature for every generator that uses it."""
+        loop = asyncio.get_running_loop()
+        models: dict[str, _Model] = {}
+        problems: list[str] = []
+        for gen in repo.generators.values():
+            for network, model in sorted(gen.models.items()):
+                if network not in SIGNATURES:
+                    continue
+                if model not in models:
+                    path = repo.model_path(model)
+                    if not path.is_file():
+                        raise BackendUnavailable(f"model {model}: {path} not found")
+                    old = self._models.get(model)
+                    if old is not None and old.stamp == _stamp(path):
+                        models[model] = old
+                    else:
+                        # Sessions are created one after another: building several at
+                        # once only fights over the same cores.
+                        models[model] = await loop.run_in_executor(
+                            self._executor, self._open_session, model, path
+                        )
+                session = models[model].session
+                problems += [
+                    f"model {model!r} ({network} of {gen.name!r}): {p}"
+                    for p in check_served(
+                        network,
+                        gen.dims,
+                        inputs=_served(session.get_inputs()),
+                        outputs=_served(session.get_outputs()),
+                    )
+                ]
+        if problems:
+            raise BackendUnavailable(
+                "the model repository does not match the contract: " + "; ".join(problems)
+            )
+        return models
+
+    def _open_session(self, model: str, path: Path) -> _Model:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self._intra_op_threads
         options.log_severity_level = 3  # errors only: exporters leave harmless unused initializers
@@ -88,31 +151,23 @@ class EmbeddedBackend:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
+            stamp = _stamp(path)
             session = ort.InferenceSession(
                 str(path), sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own hierarchy
             raise BackendUnavailable(f"model {model}: cannot load {path}: {exc}") from None
-        inputs = tuple(i.name for i in session.get_inputs())
-        outputs = tuple(o.name for o in session.get_outputs())
-        signature = SIGNATURES.get(network)
-        if signature is not None:
-            missing = [t.name for t in signature.outputs if t.name not in outputs]
-            unknown = [n for n in inputs if n not in {t.name for t in signature.inputs}]
-            if missing or unknown:
-                raise BackendUnavailable(
-                    f"model {model} does not match the {network} signature "
-                    f"(missing outputs {missing}, unexpected inputs {unknown})"
-                )
-        self._sessions[model] = session
-        self._input_names[model] = inputs
-        self._output_names[model] = outputs
+        return _Model(
+            session=session,
+            inputs=tuple(i.name for i in session.get_inputs()),
+            outputs=tuple(o.name for o in session.get_outputs()),
+            stamp=stamp,
+        )
 
     def _run_batch(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        session = self._sessions[model]
-        feed = {name: inputs[name] for name in self._input_names[model]}
-        results = session.run(None, feed)
-        return dict(zip(self._output_names[model], results))
+        m = self._models[model]
+        results = m.session.run(None, {name: inputs[name] for name in m.inputs})
+        return dict(zip(m.outputs, results))
 
     async def healthy(self) -> bool:
         return self.ready
@@ -127,14 +182,13 @@ class EmbeddedBackend:
     ) -> dict[str, np.ndarray]:
         if self.batcher is None:
             raise BackendUnavailable("embedded backend is not loaded")
-        if model not in self._sessions:
+        m = self._models.get(model)
+        if m is None:
             raise BackendUnavailable(f"model {model} is not loaded")
-        missing = [n for n in self._input_names[model] if n not in inputs]
+        missing = [n for n in m.inputs if n not in inputs]
         if missing:
-            raise ValueError(f"model {model}: missing inputs {missing}")
-        feed = {
-            n: np.ascontiguousarray(inputs[n], dtype=np.float32) for n in self._input_names[model]
-        }
+            raise GatewayError(f"model {model}: missing inputs {missing}")
+        feed = {n: np.ascontiguousarray(inputs[n], dtype=np.float32) for n in m.inputs}
         return await self.batcher.submit(model, feed, priority=priority, timeout=timeout)
 
     async def close(self) -> None:
@@ -144,4 +198,4 @@ class EmbeddedBackend:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
-        self._sessions.clear()
+        self._models = {}

@@ -27,12 +27,12 @@ from stylegate.service.errors import (
     BackendUnavailable,
     Cancelled,
     DeadlineExceeded,
-    InvalidInput,
+    GatewayError,
     NotFound,
     OverCapacity,
 )
 from stylegate.service.metadata import RepositoryInfo, load_repository
-from stylegate.service.signatures import SIGNATURES, ModelSignature
+from stylegate.service.signatures import SIGNATURES, ModelSignature, check_served, signature
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class ExpectedModel:
     generator: str
     inputs: dict[str, tuple[str, tuple[int, ...]]]  # name -> (dtype, per-sample shape)
     outputs: dict[str, tuple[str, tuple[int, ...]]]
+    dims: dict[str, int] = dataclasses.field(default_factory=dict)  # the generator's symbols
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,15 +92,16 @@ def expected_models(repository: RepositoryInfo) -> dict[str, ExpectedModel]:
     for generator in repository.generators.values():
         dims = generator.dims
         for network, model in generator.models.items():
-            signature = SIGNATURES.get(network)
-            if signature is None:
+            if network not in SIGNATURES:
                 continue
+            sig = signature(network, dims)
             expected = ExpectedModel(
                 name=model,
-                signature=signature,
+                signature=sig,
                 generator=generator.name,
-                inputs={t.name: (t.dtype, t.shape(dims)) for t in signature.inputs},
-                outputs={t.name: (t.dtype, t.shape(dims)) for t in signature.outputs},
+                inputs={t.name: (t.dtype, t.shape(dims)) for t in sig.inputs},
+                outputs={t.name: (t.dtype, t.shape(dims)) for t in sig.outputs},
+                dims=dims,
             )
             previous = found.get(model)
             if previous is not None and (
@@ -114,35 +116,25 @@ def expected_models(repository: RepositoryInfo) -> dict[str, ExpectedModel]:
 
 
 def check_metadata(expected: ExpectedModel, metadata: Mapping) -> list[str]:
-    """Differences between Triton's model metadata (``as_json``) and the signature: one
-    line per tensor at fault, empty when they match."""
-    problems = []
-    for kind, want in (("input", expected.inputs), ("output", expected.outputs)):
-        served = {t["name"]: t for t in metadata.get(kind + "s", [])}
-        for name, (dtype, shape) in want.items():
-            tensor = served.get(name)
-            if tensor is None:
-                problems.append(f"{kind} {name!r} is missing (Triton has {sorted(served)})")
-                continue
-            got_shape = [int(d) for d in tensor.get("shape", [])]
-            want_shape = [-1, *shape]
-            if tensor.get("datatype") != dtype:
-                problems.append(
-                    f"{kind} {name!r} has dtype {tensor.get('datatype')}, expected {dtype}"
-                )
-            if got_shape != want_shape:
-                spec = next(t for t in getattr(expected.signature, kind + "s") if t.name == name)
-                problems.append(
-                    f"{kind} {name!r} has shape {got_shape}, expected {want_shape} "
-                    f"([batch, {', '.join(map(str, spec.dims))}] of generator "
-                    f"{expected.generator!r})"
-                )
-        if kind == "input":
-            for name in sorted(set(served) - set(want)):
-                problems.append(
-                    f"input {name!r} is not in the {expected.signature.network} signature"
-                )
-    return problems
+    """Differences between Triton's model metadata (``as_json``) and the signature
+    (``signatures.check_served``, the same check the embedded backend runs): one line per
+    tensor at fault, empty when they match."""
+    served = {
+        kind: {
+            t["name"]: (t.get("datatype", ""), [int(d) for d in t.get("shape", [])])
+            for t in metadata.get(kind + "s", [])
+        }
+        for kind in ("input", "output")
+    }
+    return [
+        f"{p} (generator {expected.generator!r})"
+        for p in check_served(
+            expected.signature.network,
+            expected.dims,
+            inputs=served["input"],
+            outputs=served["output"],
+        )
+    ]
 
 
 class TritonBackend:
@@ -189,34 +181,61 @@ class TritonBackend:
         if not isinstance(repo, RepositoryInfo):
             repo = load_repository(repo)
             self._repository = repo
+        await self._serve(repo)
+        self._loaded = True
+        self._available = True
+        log.info("triton backend ready", extra={"url": self.url, "models": sorted(self._expected)})
+
+    async def reload(self, repository: RepositoryInfo) -> None:
+        """Check ``repository`` against what Triton serves now (Triton loads the models
+        itself: poll mode or its model-control API); the old expectations stay on failure."""
+        if not self._loaded:
+            raise BackendUnavailable("triton backend is not loaded")
+        await self._serve(repository)
+        self._repository = repository
+        log.info("triton backend reloaded", extra={"models": sorted(self._expected)})
+
+    async def _serve(self, repo: RepositoryInfo) -> None:
+        """Expect ``repo``'s models from now on once Triton serves every one of them as the
+        contract says; raise (keeping the previous expectations) otherwise."""
         expected = expected_models(repo)
         if self._only is not None:
             unknown = self._only - set(expected)
             if unknown:
                 raise NotFound(f"models {sorted(unknown)} are not in {repo.root}/stylegate.json")
             expected = {m: e for m, e in expected.items() if m in self._only}
-        self._expected = expected
-        self._closed = False
-        self._stale = set(expected)
-        deadline = time.monotonic() + self._connect_timeout_s * (self._retries + 1)
-        ready = await self._call(
-            "(server)", deadline, lambda c, t: c.is_server_ready(client_timeout=t)
-        )
-        if not ready:
-            raise BackendUnavailable(f"Triton at {self.url} is not ready")
-        problems = []
-        for model in sorted(expected):
-            problems += await self._call(
-                model, deadline, lambda c, t, m=model: self._verify_model(c, t, m), verify=False
+        previous = self._expected, self._stale, self._closed
+        self._expected, self._stale, self._closed = expected, set(expected), False
+        try:
+            deadline = time.monotonic() + self._connect_timeout_s * (self._retries + 1)
+            ready = await self._call(
+                "(server)", deadline, lambda c, t: c.is_server_ready(client_timeout=t)
             )
-        if problems:
-            raise BackendUnavailable(
-                f"Triton at {self.url} does not serve what the gateway expects: "
-                + "; ".join(problems)
-            )
-        self._loaded = True
-        self._available = True
-        log.info("triton backend ready", extra={"url": self.url, "models": sorted(expected)})
+            if not ready:
+                raise BackendUnavailable(f"Triton at {self.url} is not ready")
+            problems = []
+            for model in sorted(expected):
+                problems += await self._call(
+                    model,
+                    deadline,
+                    lambda c, t, m=model: self._verify_model(c, t, m),
+                    verify=False,
+                )
+            if problems:
+                raise BackendUnavailable(
+                    f"Triton at {self.url} does not serve what the gateway expects: "
+                    + "; ".join(problems)
+                )
+        except BaseException:
+            self._expected, self._stale, self._closed = previous
+            raise
+
+    async def refresh_metrics(self) -> None:
+        """Triton's cumulative batch statistics as this backend's gauges."""
+        for model, st in (await self.batch_statistics()).items():
+            metrics.TRITON_INFERENCES.labels(model).set(st.inference_count)
+            metrics.TRITON_EXECUTIONS.labels(model).set(st.execution_count)
+            metrics.TRITON_MEAN_BATCH.labels(model).set(st.mean_batch_size)
 
     async def healthy(self) -> bool:
         client = self._client_now()
@@ -397,15 +416,15 @@ class TritonBackend:
         batch = None
         for name, (_, shape) in expected.inputs.items():
             if name not in inputs:
-                raise InvalidInput(f"model {expected.name!r}: missing input {name!r}", field=name)
+                raise GatewayError(f"model {expected.name!r}: missing input {name!r}")
             array = np.ascontiguousarray(
                 inputs[name], dtype=expected.signature.input(name).numpy_dtype
             )
             if array.shape[1:] != shape or (batch is not None and len(array) != batch):
-                raise InvalidInput(
+                rows = batch if batch is not None else "batch"
+                raise GatewayError(
                     f"model {expected.name!r}: input {name!r} has shape {array.shape}, "
-                    f"expected [{batch if batch is not None else 'batch'}, {', '.join(map(str, shape))}]",
-                    field=name,
+                    f"expected [{rows}, {', '.join(map(str, shape))}]"
                 )
             batch = len(array)
             arrays[name] = array
@@ -461,8 +480,8 @@ class TritonBackend:
             return Cancelled(f"{where}: {message}"), False
         if status == "NOT_FOUND" or "not ready" in message:  # unloaded / unknown model
             return BackendUnavailable(f"{where}: {message}"), False
-        if status == "INVALID_ARGUMENT":
-            return InvalidInput(f"{where}: {message}"), False
+        if status == "INVALID_ARGUMENT":  # Triton rejects a tensor the gateway built
+            return GatewayError(f"{where}: {message}"), False
         return RuntimeError(f"{where}: {status}: {message}"), False
 
 

@@ -18,8 +18,10 @@ Z, W, NUM_WS, RES, FC, FR = 8, 8, 4, 8, 2, 4
 
 
 class FakeNetworks:
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, *, c_dim: int = 0):
+        """``c_dim`` > 0: a class-conditional generator (its mapping also takes ``c``)."""
         rng = np.random.RandomState(seed)
+        self.c_dim = c_dim
         d_ws, d_img, d_feat = NUM_WS * W, 3 * RES * RES, FC * FR * FR
         self.M = (rng.standard_normal((Z, W)) / np.sqrt(Z)).astype(np.float32)
         self.S = (rng.standard_normal((d_ws, d_img)) * 0.15).astype(np.float32)
@@ -30,7 +32,9 @@ class FakeNetworks:
         )
         self.noise = (rng.standard_normal(d_img) * 0.01).astype(np.float32)
         self.w_avg = (rng.standard_normal(W) * 0.1).astype(np.float32)
+        self.C = rng.standard_normal((max(c_dim, 1), W)).astype(np.float32)  # class embedding
         self.calls: dict[str, int] = {}
+        self.seen: dict[str, dict[str, np.ndarray]] = {}  # model -> its last inputs
 
     def metadata(self) -> dict:
         base = {
@@ -45,6 +49,8 @@ class FakeNetworks:
             "w_avg": self.w_avg.tolist(),
             "attributes": ["smile", "eyeglasses"],
         }
+        if self.c_dim:
+            base["c_dim"] = self.c_dim
         rng = np.random.RandomState(1)
         dirs = {}
         for i, (name, method) in enumerate(
@@ -96,8 +102,12 @@ class FakeNetworks:
 
     def run(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.calls[model] = self.calls.get(model, 0) + 1
+        self.seen[model] = inputs
         if model == "mapping":
-            return {"w": (inputs["z"] @ self.M).astype(np.float32)}
+            w = inputs["z"] @ self.M
+            if self.c_dim:
+                w = w + inputs["c"] @ self.C
+            return {"w": w.astype(np.float32)}
         if model in ("synthesis", "blend_synthesis"):
             return {
                 "image": self.synth(inputs["ws"], inputs["noise_gain"], model == "blend_synthesis")
@@ -152,6 +162,12 @@ class FakeBackend:
     async def load(self) -> None:
         self.ready = True
 
+    async def reload(self, repository) -> None:
+        self.ready = True
+
+    async def refresh_metrics(self) -> None:
+        pass
+
     async def healthy(self) -> bool:
         return self.ready
 
@@ -201,13 +217,26 @@ def write_onnx_repository(root: Path, nets: FakeNetworks | None = None) -> Repos
     }
     shape_inits = [const(k, np.array(v, np.int64)) for k, v in shapes.items()]
 
-    save(
-        "mapping",
-        [n("MatMul", ["z", "M"], ["w"])],
-        [io("z", [Z])],
-        [io("w", [W])],
-        [const("M", nets.M)],
-    )
+    if nets.c_dim:  # the conditional mapping: w = z M + c C
+        save(
+            "mapping",
+            [
+                n("MatMul", ["z", "M"], ["wz"]),
+                n("MatMul", ["c", "C"], ["wc"]),
+                n("Add", ["wz", "wc"], ["w"]),
+            ],
+            [io("z", [Z]), io("c", [nets.c_dim])],
+            [io("w", [W])],
+            [const("M", nets.M), const("C", nets.C)],
+        )
+    else:
+        save(
+            "mapping",
+            [n("MatMul", ["z", "M"], ["w"])],
+            [io("z", [Z])],
+            [io("w", [W])],
+            [const("M", nets.M)],
+        )
     for name, flip in (("synthesis", False), ("blend_synthesis", True)):
         nodes = [
             n("Reshape", ["ws", "s_ws"], ["wf"]),

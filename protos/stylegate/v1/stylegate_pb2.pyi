@@ -1,11 +1,9 @@
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
-
-from google.protobuf import descriptor as _descriptor
-from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -48,7 +46,6 @@ class InterpolationMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INTERPOLATION_MODE_UNSPECIFIED: _ClassVar[InterpolationMode]
     INTERPOLATION_MODE_LERP: _ClassVar[InterpolationMode]
     INTERPOLATION_MODE_SLERP: _ClassVar[InterpolationMode]
-
 IMAGE_FORMAT_UNSPECIFIED: ImageFormat
 IMAGE_FORMAT_PNG: ImageFormat
 IMAGE_FORMAT_JPEG: ImageFormat
@@ -73,15 +70,15 @@ INTERPOLATION_MODE_LERP: InterpolationMode
 INTERPOLATION_MODE_SLERP: InterpolationMode
 
 class Tensor(_message.Message):
-    __slots__ = ("data", "shape")
+    __slots__ = ("shape", "data")
     SHAPE_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     shape: _containers.RepeatedScalarFieldContainer[int]
     data: bytes
-    def __init__(self, shape: _Iterable[int] | None = ..., data: bytes | None = ...) -> None: ...
+    def __init__(self, shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Image(_message.Message):
-    __slots__ = ("data", "format", "height", "tensor", "width")
+    __slots__ = ("data", "tensor", "format", "width", "height")
     DATA_FIELD_NUMBER: _ClassVar[int]
     TENSOR_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -92,14 +89,7 @@ class Image(_message.Message):
     format: ImageFormat
     width: int
     height: int
-    def __init__(
-        self,
-        data: bytes | None = ...,
-        tensor: Tensor | _Mapping | None = ...,
-        format: ImageFormat | str | None = ...,
-        width: int | None = ...,
-        height: int | None = ...,
-    ) -> None: ...
+    def __init__(self, data: _Optional[bytes] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ..., format: _Optional[_Union[ImageFormat, str]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
 
 class OutputOptions(_message.Message):
     __slots__ = ("format", "jpeg_quality")
@@ -107,38 +97,32 @@ class OutputOptions(_message.Message):
     JPEG_QUALITY_FIELD_NUMBER: _ClassVar[int]
     format: ImageFormat
     jpeg_quality: int
-    def __init__(
-        self, format: ImageFormat | str | None = ..., jpeg_quality: int | None = ...
-    ) -> None: ...
+    def __init__(self, format: _Optional[_Union[ImageFormat, str]] = ..., jpeg_quality: _Optional[int] = ...) -> None: ...
 
 class Truncation(_message.Message):
-    __slots__ = ("cutoff", "psi")
+    __slots__ = ("psi", "cutoff")
     PSI_FIELD_NUMBER: _ClassVar[int]
     CUTOFF_FIELD_NUMBER: _ClassVar[int]
     psi: float
     cutoff: int
-    def __init__(self, psi: float | None = ..., cutoff: int | None = ...) -> None: ...
+    def __init__(self, psi: _Optional[float] = ..., cutoff: _Optional[int] = ...) -> None: ...
 
 class LatentSource(_message.Message):
-    __slots__ = ("seed", "truncation", "ws", "z")
+    __slots__ = ("seed", "z", "ws", "truncation", "class_label")
     SEED_FIELD_NUMBER: _ClassVar[int]
     Z_FIELD_NUMBER: _ClassVar[int]
     WS_FIELD_NUMBER: _ClassVar[int]
     TRUNCATION_FIELD_NUMBER: _ClassVar[int]
+    CLASS_LABEL_FIELD_NUMBER: _ClassVar[int]
     seed: int
     z: Tensor
     ws: Tensor
     truncation: Truncation
-    def __init__(
-        self,
-        seed: int | None = ...,
-        z: Tensor | _Mapping | None = ...,
-        ws: Tensor | _Mapping | None = ...,
-        truncation: Truncation | _Mapping | None = ...,
-    ) -> None: ...
+    class_label: int
+    def __init__(self, seed: _Optional[int] = ..., z: _Optional[_Union[Tensor, _Mapping]] = ..., ws: _Optional[_Union[Tensor, _Mapping]] = ..., truncation: _Optional[_Union[Truncation, _Mapping]] = ..., class_label: _Optional[int] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("model", "noise_mode", "output", "return_latents", "seeds", "truncation", "z")
+    __slots__ = ("model", "seeds", "z", "truncation", "noise_mode", "output", "return_latents", "class_label")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SEEDS_FIELD_NUMBER: _ClassVar[int]
     Z_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +130,7 @@ class GenerateRequest(_message.Message):
     NOISE_MODE_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     RETURN_LATENTS_FIELD_NUMBER: _ClassVar[int]
+    CLASS_LABEL_FIELD_NUMBER: _ClassVar[int]
     model: str
     seeds: _containers.RepeatedScalarFieldContainer[int]
     z: _containers.RepeatedCompositeFieldContainer[Tensor]
@@ -153,31 +138,18 @@ class GenerateRequest(_message.Message):
     noise_mode: NoiseMode
     output: OutputOptions
     return_latents: bool
-    def __init__(
-        self,
-        model: str | None = ...,
-        seeds: _Iterable[int] | None = ...,
-        z: _Iterable[Tensor | _Mapping] | None = ...,
-        truncation: Truncation | _Mapping | None = ...,
-        noise_mode: NoiseMode | str | None = ...,
-        output: OutputOptions | _Mapping | None = ...,
-        return_latents: bool | None = ...,
-    ) -> None: ...
+    class_label: int
+    def __init__(self, model: _Optional[str] = ..., seeds: _Optional[_Iterable[int]] = ..., z: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., truncation: _Optional[_Union[Truncation, _Mapping]] = ..., noise_mode: _Optional[_Union[NoiseMode, str]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., return_latents: _Optional[bool] = ..., class_label: _Optional[int] = ...) -> None: ...
 
 class GeneratedImage(_message.Message):
-    __slots__ = ("image", "seed", "ws")
+    __slots__ = ("seed", "image", "ws")
     SEED_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     WS_FIELD_NUMBER: _ClassVar[int]
     seed: int
     image: Image
     ws: Tensor
-    def __init__(
-        self,
-        seed: int | None = ...,
-        image: Image | _Mapping | None = ...,
-        ws: Tensor | _Mapping | None = ...,
-    ) -> None: ...
+    def __init__(self, seed: _Optional[int] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., ws: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("images", "model")
@@ -185,39 +157,20 @@ class GenerateResponse(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     images: _containers.RepeatedCompositeFieldContainer[GeneratedImage]
     model: str
-    def __init__(
-        self, images: _Iterable[GeneratedImage | _Mapping] | None = ..., model: str | None = ...
-    ) -> None: ...
+    def __init__(self, images: _Optional[_Iterable[_Union[GeneratedImage, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class LossWeights(_message.Message):
-    __slots__ = ("domain", "feature", "pixel")
+    __slots__ = ("pixel", "feature", "domain")
     PIXEL_FIELD_NUMBER: _ClassVar[int]
     FEATURE_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
     pixel: float
     feature: float
     domain: float
-    def __init__(
-        self, pixel: float | None = ..., feature: float | None = ..., domain: float | None = ...
-    ) -> None: ...
+    def __init__(self, pixel: _Optional[float] = ..., feature: _Optional[float] = ..., domain: _Optional[float] = ...) -> None: ...
 
 class InvertRequest(_message.Message):
-    __slots__ = (
-        "early_stop_tol",
-        "early_stop_window",
-        "image",
-        "learning_rate",
-        "loss_weights",
-        "mask",
-        "method",
-        "model",
-        "output",
-        "preview_every",
-        "progress_every",
-        "resize",
-        "space",
-        "steps",
-    )
+    __slots__ = ("model", "image", "resize", "method", "steps", "learning_rate", "loss_weights", "mask", "space", "early_stop_tol", "early_stop_window", "preview_every", "progress_every", "output")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     RESIZE_FIELD_NUMBER: _ClassVar[int]
@@ -246,38 +199,20 @@ class InvertRequest(_message.Message):
     preview_every: int
     progress_every: int
     output: OutputOptions
-    def __init__(
-        self,
-        model: str | None = ...,
-        image: Image | _Mapping | None = ...,
-        resize: ResizeMode | str | None = ...,
-        method: InversionMethod | str | None = ...,
-        steps: int | None = ...,
-        learning_rate: float | None = ...,
-        loss_weights: LossWeights | _Mapping | None = ...,
-        mask: Image | _Mapping | None = ...,
-        space: LatentSpace | str | None = ...,
-        early_stop_tol: float | None = ...,
-        early_stop_window: int | None = ...,
-        preview_every: int | None = ...,
-        progress_every: int | None = ...,
-        output: OutputOptions | _Mapping | None = ...,
-    ) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., resize: _Optional[_Union[ResizeMode, str]] = ..., method: _Optional[_Union[InversionMethod, str]] = ..., steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., loss_weights: _Optional[_Union[LossWeights, _Mapping]] = ..., mask: _Optional[_Union[Image, _Mapping]] = ..., space: _Optional[_Union[LatentSpace, str]] = ..., early_stop_tol: _Optional[float] = ..., early_stop_window: _Optional[int] = ..., preview_every: _Optional[int] = ..., progress_every: _Optional[int] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ...) -> None: ...
 
 class LossTerms(_message.Message):
-    __slots__ = ("domain", "feature", "pixel")
+    __slots__ = ("pixel", "feature", "domain")
     PIXEL_FIELD_NUMBER: _ClassVar[int]
     FEATURE_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
     pixel: float
     feature: float
     domain: float
-    def __init__(
-        self, pixel: float | None = ..., feature: float | None = ..., domain: float | None = ...
-    ) -> None: ...
+    def __init__(self, pixel: _Optional[float] = ..., feature: _Optional[float] = ..., domain: _Optional[float] = ...) -> None: ...
 
 class InvertProgress(_message.Message):
-    __slots__ = ("learning_rate", "loss", "preview", "step", "terms", "total_steps")
+    __slots__ = ("step", "total_steps", "loss", "terms", "learning_rate", "preview")
     STEP_FIELD_NUMBER: _ClassVar[int]
     TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
     LOSS_FIELD_NUMBER: _ClassVar[int]
@@ -290,18 +225,10 @@ class InvertProgress(_message.Message):
     terms: LossTerms
     learning_rate: float
     preview: Image
-    def __init__(
-        self,
-        step: int | None = ...,
-        total_steps: int | None = ...,
-        loss: float | None = ...,
-        terms: LossTerms | _Mapping | None = ...,
-        learning_rate: float | None = ...,
-        preview: Image | _Mapping | None = ...,
-    ) -> None: ...
+    def __init__(self, step: _Optional[int] = ..., total_steps: _Optional[int] = ..., loss: _Optional[float] = ..., terms: _Optional[_Union[LossTerms, _Mapping]] = ..., learning_rate: _Optional[float] = ..., preview: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
 
 class QualityFigures(_message.Message):
-    __slots__ = ("in_domain_score", "perceptual_distance", "psnr", "ssim")
+    __slots__ = ("psnr", "ssim", "perceptual_distance", "in_domain_score")
     PSNR_FIELD_NUMBER: _ClassVar[int]
     SSIM_FIELD_NUMBER: _ClassVar[int]
     PERCEPTUAL_DISTANCE_FIELD_NUMBER: _ClassVar[int]
@@ -310,29 +237,10 @@ class QualityFigures(_message.Message):
     ssim: float
     perceptual_distance: float
     in_domain_score: float
-    def __init__(
-        self,
-        psnr: float | None = ...,
-        ssim: float | None = ...,
-        perceptual_distance: float | None = ...,
-        in_domain_score: float | None = ...,
-    ) -> None: ...
+    def __init__(self, psnr: _Optional[float] = ..., ssim: _Optional[float] = ..., perceptual_distance: _Optional[float] = ..., in_domain_score: _Optional[float] = ...) -> None: ...
 
 class InvertResult(_message.Message):
-    __slots__ = (
-        "early_stopped",
-        "loss",
-        "method",
-        "model",
-        "quality",
-        "reconstruction",
-        "seconds",
-        "space",
-        "steps",
-        "target",
-        "terms",
-        "ws",
-    )
+    __slots__ = ("ws", "reconstruction", "target", "quality", "loss", "terms", "steps", "early_stopped", "method", "space", "seconds", "model")
     WS_FIELD_NUMBER: _ClassVar[int]
     RECONSTRUCTION_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
@@ -357,21 +265,7 @@ class InvertResult(_message.Message):
     space: str
     seconds: float
     model: str
-    def __init__(
-        self,
-        ws: Tensor | _Mapping | None = ...,
-        reconstruction: Image | _Mapping | None = ...,
-        target: Image | _Mapping | None = ...,
-        quality: QualityFigures | _Mapping | None = ...,
-        loss: float | None = ...,
-        terms: LossTerms | _Mapping | None = ...,
-        steps: int | None = ...,
-        early_stopped: bool | None = ...,
-        method: str | None = ...,
-        space: str | None = ...,
-        seconds: float | None = ...,
-        model: str | None = ...,
-    ) -> None: ...
+    def __init__(self, ws: _Optional[_Union[Tensor, _Mapping]] = ..., reconstruction: _Optional[_Union[Image, _Mapping]] = ..., target: _Optional[_Union[Image, _Mapping]] = ..., quality: _Optional[_Union[QualityFigures, _Mapping]] = ..., loss: _Optional[float] = ..., terms: _Optional[_Union[LossTerms, _Mapping]] = ..., steps: _Optional[int] = ..., early_stopped: _Optional[bool] = ..., method: _Optional[str] = ..., space: _Optional[str] = ..., seconds: _Optional[float] = ..., model: _Optional[str] = ...) -> None: ...
 
 class InvertResponse(_message.Message):
     __slots__ = ("progress", "result")
@@ -379,14 +273,10 @@ class InvertResponse(_message.Message):
     RESULT_FIELD_NUMBER: _ClassVar[int]
     progress: InvertProgress
     result: InvertResult
-    def __init__(
-        self,
-        progress: InvertProgress | _Mapping | None = ...,
-        result: InvertResult | _Mapping | None = ...,
-    ) -> None: ...
+    def __init__(self, progress: _Optional[_Union[InvertProgress, _Mapping]] = ..., result: _Optional[_Union[InvertResult, _Mapping]] = ...) -> None: ...
 
 class EditOp(_message.Message):
-    __slots__ = ("condition_on", "layer_start", "layer_stop", "name", "strength", "vector")
+    __slots__ = ("name", "vector", "strength", "layer_start", "layer_stop", "condition_on")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     STRENGTH_FIELD_NUMBER: _ClassVar[int]
@@ -399,27 +289,10 @@ class EditOp(_message.Message):
     layer_start: int
     layer_stop: int
     condition_on: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(
-        self,
-        name: str | None = ...,
-        vector: Tensor | _Mapping | None = ...,
-        strength: float | None = ...,
-        layer_start: int | None = ...,
-        layer_stop: int | None = ...,
-        condition_on: _Iterable[str] | None = ...,
-    ) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., vector: _Optional[_Union[Tensor, _Mapping]] = ..., strength: _Optional[float] = ..., layer_start: _Optional[int] = ..., layer_stop: _Optional[int] = ..., condition_on: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EditRequest(_message.Message):
-    __slots__ = (
-        "edits",
-        "include_original",
-        "invert",
-        "latent",
-        "model",
-        "noise_mode",
-        "output",
-        "return_latent",
-    )
+    __slots__ = ("model", "latent", "invert", "edits", "noise_mode", "output", "return_latent", "include_original")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     LATENT_FIELD_NUMBER: _ClassVar[int]
     INVERT_FIELD_NUMBER: _ClassVar[int]
@@ -436,20 +309,10 @@ class EditRequest(_message.Message):
     output: OutputOptions
     return_latent: bool
     include_original: bool
-    def __init__(
-        self,
-        model: str | None = ...,
-        latent: LatentSource | _Mapping | None = ...,
-        invert: InvertRequest | _Mapping | None = ...,
-        edits: _Iterable[EditOp | _Mapping] | None = ...,
-        noise_mode: NoiseMode | str | None = ...,
-        output: OutputOptions | _Mapping | None = ...,
-        return_latent: bool | None = ...,
-        include_original: bool | None = ...,
-    ) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., latent: _Optional[_Union[LatentSource, _Mapping]] = ..., invert: _Optional[_Union[InvertRequest, _Mapping]] = ..., edits: _Optional[_Iterable[_Union[EditOp, _Mapping]]] = ..., noise_mode: _Optional[_Union[NoiseMode, str]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., return_latent: _Optional[bool] = ..., include_original: _Optional[bool] = ...) -> None: ...
 
 class EditResponse(_message.Message):
-    __slots__ = ("image", "model", "original", "source_ws", "ws")
+    __slots__ = ("image", "ws", "original", "source_ws", "model")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     WS_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_FIELD_NUMBER: _ClassVar[int]
@@ -460,25 +323,17 @@ class EditResponse(_message.Message):
     original: Image
     source_ws: Tensor
     model: str
-    def __init__(
-        self,
-        image: Image | _Mapping | None = ...,
-        ws: Tensor | _Mapping | None = ...,
-        original: Image | _Mapping | None = ...,
-        source_ws: Tensor | _Mapping | None = ...,
-        model: str | None = ...,
-    ) -> None: ...
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., ws: _Optional[_Union[Tensor, _Mapping]] = ..., original: _Optional[_Union[Image, _Mapping]] = ..., source_ws: _Optional[_Union[Tensor, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class Direction(_message.Message):
-    __slots__ = ("attribute", "layer_start", "layer_stop", "method", "name", "stats", "std")
+    __slots__ = ("name", "method", "std", "layer_start", "layer_stop", "attribute", "stats")
     class StatsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: float
-        def __init__(self, key: str | None = ..., value: float | None = ...) -> None: ...
-
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     STD_FIELD_NUMBER: _ClassVar[int]
@@ -493,22 +348,13 @@ class Direction(_message.Message):
     layer_stop: int
     attribute: str
     stats: _containers.ScalarMap[str, float]
-    def __init__(
-        self,
-        name: str | None = ...,
-        method: str | None = ...,
-        std: float | None = ...,
-        layer_start: int | None = ...,
-        layer_stop: int | None = ...,
-        attribute: str | None = ...,
-        stats: _Mapping[str, float] | None = ...,
-    ) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., method: _Optional[str] = ..., std: _Optional[float] = ..., layer_start: _Optional[int] = ..., layer_stop: _Optional[int] = ..., attribute: _Optional[str] = ..., stats: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ListDirectionsRequest(_message.Message):
     __slots__ = ("model",)
     MODEL_FIELD_NUMBER: _ClassVar[int]
     model: str
-    def __init__(self, model: str | None = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
 
 class ListDirectionsResponse(_message.Message):
     __slots__ = ("directions", "model")
@@ -516,21 +362,10 @@ class ListDirectionsResponse(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     directions: _containers.RepeatedCompositeFieldContainer[Direction]
     model: str
-    def __init__(
-        self, directions: _Iterable[Direction | _Mapping] | None = ..., model: str | None = ...
-    ) -> None: ...
+    def __init__(self, directions: _Optional[_Iterable[_Union[Direction, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class StyleMixRequest(_message.Message):
-    __slots__ = (
-        "a",
-        "b",
-        "layer_start",
-        "layer_stop",
-        "model",
-        "noise_mode",
-        "output",
-        "return_latent",
-    )
+    __slots__ = ("model", "a", "b", "layer_start", "layer_stop", "noise_mode", "output", "return_latent")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     A_FIELD_NUMBER: _ClassVar[int]
     B_FIELD_NUMBER: _ClassVar[int]
@@ -547,44 +382,20 @@ class StyleMixRequest(_message.Message):
     noise_mode: NoiseMode
     output: OutputOptions
     return_latent: bool
-    def __init__(
-        self,
-        model: str | None = ...,
-        a: LatentSource | _Mapping | None = ...,
-        b: LatentSource | _Mapping | None = ...,
-        layer_start: int | None = ...,
-        layer_stop: int | None = ...,
-        noise_mode: NoiseMode | str | None = ...,
-        output: OutputOptions | _Mapping | None = ...,
-        return_latent: bool | None = ...,
-    ) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., a: _Optional[_Union[LatentSource, _Mapping]] = ..., b: _Optional[_Union[LatentSource, _Mapping]] = ..., layer_start: _Optional[int] = ..., layer_stop: _Optional[int] = ..., noise_mode: _Optional[_Union[NoiseMode, str]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., return_latent: _Optional[bool] = ...) -> None: ...
 
 class StyleMixResponse(_message.Message):
-    __slots__ = ("image", "model", "ws")
+    __slots__ = ("image", "ws", "model")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     WS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     image: Image
     ws: Tensor
     model: str
-    def __init__(
-        self,
-        image: Image | _Mapping | None = ...,
-        ws: Tensor | _Mapping | None = ...,
-        model: str | None = ...,
-    ) -> None: ...
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., ws: _Optional[_Union[Tensor, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class InterpolateRequest(_message.Message):
-    __slots__ = (
-        "end",
-        "frames",
-        "mode",
-        "model",
-        "noise_mode",
-        "output",
-        "return_latents",
-        "start",
-    )
+    __slots__ = ("model", "start", "end", "frames", "mode", "noise_mode", "output", "return_latents")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
@@ -601,63 +412,33 @@ class InterpolateRequest(_message.Message):
     noise_mode: NoiseMode
     output: OutputOptions
     return_latents: bool
-    def __init__(
-        self,
-        model: str | None = ...,
-        start: LatentSource | _Mapping | None = ...,
-        end: LatentSource | _Mapping | None = ...,
-        frames: int | None = ...,
-        mode: InterpolationMode | str | None = ...,
-        noise_mode: NoiseMode | str | None = ...,
-        output: OutputOptions | _Mapping | None = ...,
-        return_latents: bool | None = ...,
-    ) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., start: _Optional[_Union[LatentSource, _Mapping]] = ..., end: _Optional[_Union[LatentSource, _Mapping]] = ..., frames: _Optional[int] = ..., mode: _Optional[_Union[InterpolationMode, str]] = ..., noise_mode: _Optional[_Union[NoiseMode, str]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., return_latents: _Optional[bool] = ...) -> None: ...
 
 class InterpolateResponse(_message.Message):
-    __slots__ = ("frames", "model", "ws")
+    __slots__ = ("frames", "ws", "model")
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     WS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     frames: _containers.RepeatedCompositeFieldContainer[Image]
     ws: _containers.RepeatedCompositeFieldContainer[Tensor]
     model: str
-    def __init__(
-        self,
-        frames: _Iterable[Image | _Mapping] | None = ...,
-        ws: _Iterable[Tensor | _Mapping] | None = ...,
-        model: str | None = ...,
-    ) -> None: ...
+    def __init__(self, frames: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., ws: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class ModelInfoRequest(_message.Message):
     __slots__ = ("model",)
     MODEL_FIELD_NUMBER: _ClassVar[int]
     model: str
-    def __init__(self, model: str | None = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
 
 class ModelInfoResponse(_message.Message):
-    __slots__ = (
-        "attributes",
-        "backend",
-        "can_invert",
-        "description",
-        "directions",
-        "is_default",
-        "layer_resolutions",
-        "name",
-        "networks",
-        "num_ws",
-        "resolution",
-        "w_dim",
-        "z_dim",
-    )
+    __slots__ = ("name", "description", "resolution", "num_ws", "w_dim", "z_dim", "layer_resolutions", "networks", "can_invert", "attributes", "directions", "is_default", "backend", "inversion_methods", "c_dim")
     class NetworksEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: str
-        def __init__(self, key: str | None = ..., value: str | None = ...) -> None: ...
-
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     RESOLUTION_FIELD_NUMBER: _ClassVar[int]
@@ -671,6 +452,8 @@ class ModelInfoResponse(_message.Message):
     DIRECTIONS_FIELD_NUMBER: _ClassVar[int]
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
+    INVERSION_METHODS_FIELD_NUMBER: _ClassVar[int]
+    C_DIM_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     resolution: int
@@ -684,38 +467,33 @@ class ModelInfoResponse(_message.Message):
     directions: _containers.RepeatedCompositeFieldContainer[Direction]
     is_default: bool
     backend: str
-    def __init__(
-        self,
-        name: str | None = ...,
-        description: str | None = ...,
-        resolution: int | None = ...,
-        num_ws: int | None = ...,
-        w_dim: int | None = ...,
-        z_dim: int | None = ...,
-        layer_resolutions: _Iterable[int] | None = ...,
-        networks: _Mapping[str, str] | None = ...,
-        can_invert: bool | None = ...,
-        attributes: _Iterable[str] | None = ...,
-        directions: _Iterable[Direction | _Mapping] | None = ...,
-        is_default: bool | None = ...,
-        backend: str | None = ...,
-    ) -> None: ...
+    inversion_methods: _containers.RepeatedScalarFieldContainer[str]
+    c_dim: int
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., resolution: _Optional[int] = ..., num_ws: _Optional[int] = ..., w_dim: _Optional[int] = ..., z_dim: _Optional[int] = ..., layer_resolutions: _Optional[_Iterable[int]] = ..., networks: _Optional[_Mapping[str, str]] = ..., can_invert: _Optional[bool] = ..., attributes: _Optional[_Iterable[str]] = ..., directions: _Optional[_Iterable[_Union[Direction, _Mapping]]] = ..., is_default: _Optional[bool] = ..., backend: _Optional[str] = ..., inversion_methods: _Optional[_Iterable[str]] = ..., c_dim: _Optional[int] = ...) -> None: ...
+
+class ReloadRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadResponse(_message.Message):
+    __slots__ = ("models", "default_model")
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedScalarFieldContainer[str]
+    default_model: str
+    def __init__(self, models: _Optional[_Iterable[str]] = ..., default_model: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ListModelsResponse(_message.Message):
-    __slots__ = ("default_model", "models")
+    __slots__ = ("models", "default_model")
     MODELS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelInfoResponse]
     default_model: str
-    def __init__(
-        self,
-        models: _Iterable[ModelInfoResponse | _Mapping] | None = ...,
-        default_model: str | None = ...,
-    ) -> None: ...
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfoResponse, _Mapping]]] = ..., default_model: _Optional[str] = ...) -> None: ...
 
 class SeedRange(_message.Message):
     __slots__ = ("start", "stop")
@@ -723,27 +501,16 @@ class SeedRange(_message.Message):
     STOP_FIELD_NUMBER: _ClassVar[int]
     start: int
     stop: int
-    def __init__(self, start: int | None = ..., stop: int | None = ...) -> None: ...
+    def __init__(self, start: _Optional[int] = ..., stop: _Optional[int] = ...) -> None: ...
 
 class SeedList(_message.Message):
     __slots__ = ("seeds",)
     SEEDS_FIELD_NUMBER: _ClassVar[int]
     seeds: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, seeds: _Iterable[int] | None = ...) -> None: ...
+    def __init__(self, seeds: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class BatchGenerateRequest(_message.Message):
-    __slots__ = (
-        "chunk_size",
-        "list",
-        "model",
-        "noise_mode",
-        "output",
-        "range",
-        "resume_token",
-        "return_latents",
-        "start_after",
-        "truncation",
-    )
+    __slots__ = ("model", "range", "list", "chunk_size", "start_after", "resume_token", "truncation", "noise_mode", "output", "return_latents", "class_label")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     RANGE_FIELD_NUMBER: _ClassVar[int]
     LIST_FIELD_NUMBER: _ClassVar[int]
@@ -754,6 +521,7 @@ class BatchGenerateRequest(_message.Message):
     NOISE_MODE_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     RETURN_LATENTS_FIELD_NUMBER: _ClassVar[int]
+    CLASS_LABEL_FIELD_NUMBER: _ClassVar[int]
     model: str
     range: SeedRange
     list: SeedList
@@ -764,22 +532,11 @@ class BatchGenerateRequest(_message.Message):
     noise_mode: NoiseMode
     output: OutputOptions
     return_latents: bool
-    def __init__(
-        self,
-        model: str | None = ...,
-        range: SeedRange | _Mapping | None = ...,
-        list: SeedList | _Mapping | None = ...,
-        chunk_size: int | None = ...,
-        start_after: int | None = ...,
-        resume_token: str | None = ...,
-        truncation: Truncation | _Mapping | None = ...,
-        noise_mode: NoiseMode | str | None = ...,
-        output: OutputOptions | _Mapping | None = ...,
-        return_latents: bool | None = ...,
-    ) -> None: ...
+    class_label: int
+    def __init__(self, model: _Optional[str] = ..., range: _Optional[_Union[SeedRange, _Mapping]] = ..., list: _Optional[_Union[SeedList, _Mapping]] = ..., chunk_size: _Optional[int] = ..., start_after: _Optional[int] = ..., resume_token: _Optional[str] = ..., truncation: _Optional[_Union[Truncation, _Mapping]] = ..., noise_mode: _Optional[_Union[NoiseMode, str]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., return_latents: _Optional[bool] = ..., class_label: _Optional[int] = ...) -> None: ...
 
 class BatchGenerateChunk(_message.Message):
-    __slots__ = ("done", "images", "resume_token", "total")
+    __slots__ = ("images", "done", "total", "resume_token")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
@@ -788,10 +545,4 @@ class BatchGenerateChunk(_message.Message):
     done: int
     total: int
     resume_token: str
-    def __init__(
-        self,
-        images: _Iterable[GeneratedImage | _Mapping] | None = ...,
-        done: int | None = ...,
-        total: int | None = ...,
-        resume_token: str | None = ...,
-    ) -> None: ...
+    def __init__(self, images: _Optional[_Iterable[_Union[GeneratedImage, _Mapping]]] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., resume_token: _Optional[str] = ...) -> None: ...

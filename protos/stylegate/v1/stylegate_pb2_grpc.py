@@ -79,6 +79,11 @@ class StyleGateStub:
                 request_serializer=stylegate_dot_v1_dot_stylegate__pb2.BatchGenerateRequest.SerializeToString,
                 response_deserializer=stylegate_dot_v1_dot_stylegate__pb2.BatchGenerateChunk.FromString,
                 _registered_method=True)
+        self.Reload = channel.unary_unary(
+                '/stylegate.v1.StyleGate/Reload',
+                request_serializer=stylegate_dot_v1_dot_stylegate__pb2.ReloadRequest.SerializeToString,
+                response_deserializer=stylegate_dot_v1_dot_stylegate__pb2.ReloadResponse.FromString,
+                _registered_method=True)
 
 
 class StyleGateServicer:
@@ -144,6 +149,14 @@ class StyleGateServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Reload(self, request, context):
+        """Re-read the model repository (stylegate.json) and load new or changed models without a
+        restart (SIGHUP does the same). A broken repository keeps the old one and fails.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StyleGateServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -191,6 +204,11 @@ def add_StyleGateServicer_to_server(servicer, server):
                     servicer.BatchGenerate,
                     request_deserializer=stylegate_dot_v1_dot_stylegate__pb2.BatchGenerateRequest.FromString,
                     response_serializer=stylegate_dot_v1_dot_stylegate__pb2.BatchGenerateChunk.SerializeToString,
+            ),
+            'Reload': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reload,
+                    request_deserializer=stylegate_dot_v1_dot_stylegate__pb2.ReloadRequest.FromString,
+                    response_serializer=stylegate_dot_v1_dot_stylegate__pb2.ReloadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -436,6 +454,33 @@ class StyleGate:
             '/stylegate.v1.StyleGate/BatchGenerate',
             stylegate_dot_v1_dot_stylegate__pb2.BatchGenerateRequest.SerializeToString,
             stylegate_dot_v1_dot_stylegate__pb2.BatchGenerateChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stylegate.v1.StyleGate/Reload',
+            stylegate_dot_v1_dot_stylegate__pb2.ReloadRequest.SerializeToString,
+            stylegate_dot_v1_dot_stylegate__pb2.ReloadResponse.FromString,
             options,
             channel_credentials,
             insecure,
