@@ -218,3 +218,27 @@ def test_usage_errors_exit_2(repo: Path, tmp_path: Path):
         out = stylegate("directions", "train", "--repository", repo, *args)
         assert out.exit_code == 2, out.output
         assert len(out.stderr.strip().splitlines()) == 1 and expected in out.stderr, out.stderr
+
+
+def test_directions_lists_by_default_and_a_reload_serves_trained_ones(repo: Path, tmp_path: Path):
+    from tests.support.gateway_harness import running_gateway
+
+    gen = B.OnnxGenerator(repo)
+    v = unit(np.random.default_rng(2), gen.info.w_dim)
+    y = label(gen.w_of_seeds(TRAIN_SEEDS[:100]), gen.info.w_avg, v)
+    rows = ["seed,tilt"] + [f"{s},{y[i]}" for i, s in enumerate(TRAIN_SEEDS[:100])]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    with running_gateway(load_repository(repo)) as gw:
+        listed = stylegate("directions", "--server", gw.address)  # no subcommand: list
+        assert listed.exit_code == 0, listed.output
+        assert "smile" in listed.output and "tilt" not in listed.output
+        out = stylegate(
+            "directions", "train", "--repository", repo, "--labels", tmp_path / "labels.csv"
+        )
+        assert out.exit_code == 0, out.output
+        gw.run(gw.server.servicer.reload())
+        listed = stylegate("directions", "list", "--server", gw.address)
+        assert listed.exit_code == 0, listed.output
+        line = next(ln for ln in listed.output.splitlines() if ln.startswith("tilt "))
+        assert "interfacegan" in line and "attribute=tilt" in line and "accuracy" in line
+        assert "smile" in listed.output
