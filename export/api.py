@@ -4,18 +4,21 @@
   (base, transfer, and their layer-swapped blend) into a model repository.
 - ``export_random(out, resolution=16, seed=0)``: the same layout from small random-weight
   networks, for tests (a few seconds to a minute on 2 cores).
-- ``export_generator(out, G, ...)``: one converted generator (``--from rosinality|nvlabs``).
+- ``export_generator(out, G, features=..., discriminator=...)``: one converted generator
+  (``--from rosinality|nvlabs``) with a feature network and its inversion step.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from stylegate.export import blend as B
 from stylegate.export import directions as D
+from stylegate.export import features as F
 from stylegate.export.repository import GeneratorSpec, write_repository
 from stylegate.gan import checkpoint as ckpt
 from stylegate.gan import data
@@ -96,7 +99,10 @@ def export_checkpoints(
                     "blend",
                     BG,
                     mapping_from="base",
-                    description=f"layer swap: {style} up to {swap_resolution}px, {src.get('style', 'photo')} above",
+                    description=(
+                        f"layer swap: {style} up to {swap_resolution}px, "
+                        f"{src.get('style', 'photo')} above"
+                    ),
                     extra={
                         "style": "blend",
                         "blend": {"swap_resolution": swap_resolution, "blend_width": blend_width},
@@ -112,12 +118,42 @@ def export_generator(
     generator: N.Generator,
     *,
     description: str = "",
+    features: str | os.PathLike | torch.nn.Module | None = None,  # see below
+    discriminator: Mapping[str, torch.Tensor] | None = None,  # the checkpoint's own D state dict
+    conv_clamp: float | None = None,  # the NVlabs discriminator's conv_clamp, if any
+    encoder: torch.nn.Module | None = None,  # a trained domain-guided encoder, if any
     directions: D.DirectionOptions | None = D.DEFAULT_OPTIONS,
 ) -> dict:
-    """Export one generator (mapping and synthesis) as the repository's base generator."""
-    return write_repository(
-        out, [GeneratorSpec("base", generator, description=description)], directions=directions
+    """Export one (imported) generator as the repository's base generator: mapping,
+    synthesis, a ``features`` network and the ``inversion_step`` (so ``optimize`` works
+    straight away; its domain term is 0 until an ``encoder`` is given, which also serves
+    ``encoder`` and so ``in_domain``).
+
+    features: "discriminator" (the checkpoint's D; the default when ``discriminator`` is
+        given), "none" (SSIM-structure features, no network; the default otherwise), a path
+        to VGG16 weights (torchvision state dict or the NVlabs projector's vgg16.pt), or a
+        module with ``features(img)``.
+    """
+    if features is None:
+        features = "discriminator" if discriminator is not None else "none"
+    if isinstance(features, torch.nn.Module):
+        net = features
+    else:
+        net = F.build_feature_net(
+            features,
+            resolution=generator.resolution,
+            discriminator=discriminator,
+            conv_clamp=conv_clamp,
+        )
+    spec = GeneratorSpec(
+        "base",
+        generator,
+        description=description,
+        encoder=encoder,
+        feature_net=net.eval().requires_grad_(False),
+        extra={"feature_network": F.describe(net)},
     )
+    return write_repository(out, [spec], directions=directions)
 
 
 def random_models(*, resolution: int = 16, seed: int = 0) -> dict[str, torch.nn.Module]:

@@ -88,7 +88,7 @@ class EncoderModel(nn.Module):
 
 
 class FeaturesModel(nn.Module):
-    """image [B, 3, R, R] -> features [B, C, R/4, R/4] (any module with ``features(img)``)."""
+    """image [B, 3, R, R] -> features [B, C, Fr, Fr] (any module with ``features(img)``)."""
 
     def __init__(self, feature_net: nn.Module):
         super().__init__()
@@ -119,11 +119,11 @@ def downsample_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
 
 def inversion_objective(
     synthesis: N.SynthesisNetwork,
-    encoder: nn.Module,
+    encoder: nn.Module | None,  # None: no domain term (it is 0, the signature unchanged)
     feature_net: nn.Module,
     ws: torch.Tensor,  # [B, num_ws, w_dim]
     target: torch.Tensor,  # [B, 3, R, R]
-    target_features: torch.Tensor,  # [B, C, R/4, R/4]
+    target_features: torch.Tensor,  # [B, C, Fr, Fr], Fr dividing R
     loss_weights: torch.Tensor,  # [B, 3]: pixel, feature, domain
     mask: torch.Tensor,  # [B, 1, R, R]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -134,7 +134,12 @@ def inversion_objective(
     feature = masked_mean(
         (feats - target_features).square(), downsample_mask(mask, feats.shape[-1])
     )
-    domain = (ws - encoder(image)).square().mean(dim=(1, 2))
+    if encoder is None:
+        # An imported generator before `stylegate train encoder`: same outputs, domain 0
+        # (written from ws so the batch size stays symbolic in the traced graph).
+        domain = (ws * 0.0).sum(dim=(1, 2))
+    else:
+        domain = (ws - encoder(image)).square().mean(dim=(1, 2))
     terms = torch.stack([pixel, feature, domain], dim=1)  # [B, 3]
     loss = (terms * loss_weights).sum(dim=1)  # [B]
     return loss, terms, image
@@ -184,9 +189,12 @@ STEP_DECOMPOSITIONS = {aten.convolution_backward.default: _conv_backward_as_tran
 
 
 class InversionStep(nn.Module):
-    """Eager reference of the step: the objective and torch autograd's gradient."""
+    """Eager reference of the step: the objective and torch autograd's gradient.
+    ``encoder`` None (an imported generator without one yet): the domain term is 0."""
 
-    def __init__(self, synthesis: N.SynthesisNetwork, encoder: nn.Module, feature_net: nn.Module):
+    def __init__(
+        self, synthesis: N.SynthesisNetwork, encoder: nn.Module | None, feature_net: nn.Module
+    ):
         super().__init__()
         self.synthesis = synthesis
         self.encoder = encoder

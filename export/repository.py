@@ -34,8 +34,10 @@ class GeneratorSpec:
     name: str  # "base", "transfer", "blend", ...
     generator: N.Generator
     description: str = ""
-    encoder: nn.Module | None = None  # served as "encoder" (+ "inversion_step" with a feature net)
-    feature_net: nn.Module | None = None  # anything with .features(img): served as "features"
+    encoder: nn.Module | None = None  # served as "encoder"; also the step's domain term
+    # Anything with .features(img): served as "features", and with it "inversion_step" (its
+    # domain term 0 while there is no encoder, so `optimize` works but `in_domain` does not).
+    feature_net: nn.Module | None = None
     classifier: N.AttributeClassifier | None = None  # labels samples for InterFaceGAN directions
     attributes: tuple[str, ...] = ()  # the classifier's binary outputs, in order
     regressions: tuple[str, ...] = ()  # then its regression outputs
@@ -64,7 +66,8 @@ def generator_dims(spec: GeneratorSpec, feature_net: nn.Module | None) -> dict[s
 def write_model(
     out: Path, name: str, network: str, module: nn.Module, dims: dict[str, int]
 ) -> dict:
-    """``out/name/{config.pbtxt, configs/gpu.pbtxt, 1/model.onnx}``. Returns a timing/size record."""
+    """``out/name/{config.pbtxt, configs/gpu.pbtxt, 1/model.onnx}``; returns a timing/size
+    record."""
     t0 = time.monotonic()
     model_dir = out / name
     if model_dir.exists():
@@ -118,11 +121,11 @@ def write_repository(
             networks["encoder"] = onnx_export.wrap("encoder", encoder=spec.encoder.eval())
         if spec.feature_net is not None:
             networks["features"] = onnx_export.wrap("features", feature_net=spec.feature_net.eval())
-        if spec.encoder is not None and spec.feature_net is not None:
+        if spec.feature_net is not None:
             networks["inversion_step"] = onnx_export.wrap(
                 "inversion_step",
                 generator=g,
-                encoder=spec.encoder.eval(),
+                encoder=spec.encoder.eval() if spec.encoder is not None else None,
                 feature_net=spec.feature_net.eval(),
             )
         for network, module in networks.items():
