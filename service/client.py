@@ -129,6 +129,10 @@ class StylegateClient:
     def list_models(self, *, timeout: float | None = None) -> pb.ListModelsResponse:
         return self.stub.ListModels(pb.ListModelsRequest(), timeout=self._t(timeout))
 
+    def reload(self, *, timeout: float | None = None) -> pb.ReloadResponse:
+        """Have the gateway re-read its model repository (FAILED_PRECONDITION if broken)."""
+        return self.stub.Reload(pb.ReloadRequest(), timeout=self._t(timeout))
+
     def model_info(self, model: str = "", *, timeout: float | None = None) -> pb.ModelInfoResponse:
         return self.stub.ModelInfo(pb.ModelInfoRequest(model=model), timeout=self._t(timeout))
 
@@ -149,6 +153,7 @@ class StylegateClient:
         noise: str = "const",
         fmt: str = "png",
         return_latents: bool = False,
+        class_label: int | None = None,  # class-conditional generators only
         timeout: float | None = None,
     ) -> list[pb.GeneratedImage]:
         req = pb.GenerateRequest(
@@ -158,6 +163,7 @@ class StylegateClient:
             noise_mode=NOISE[noise],
             output=pb.OutputOptions(format=FORMATS[fmt]),
             return_latents=return_latents,
+            class_label=class_label,
         )
         return list(self.stub.Generate(req, timeout=self._t(timeout)).images)
 
@@ -171,6 +177,7 @@ class StylegateClient:
         fmt: str = "png",
         resume_token: str = "",
         retries: int = 3,
+        class_label: int | None = None,  # class-conditional generators only
         timeout: float | None = None,
     ) -> Iterator[pb.BatchGenerateChunk]:
         """Chunks of generated images; resumes after the last chunk received when the stream
@@ -187,6 +194,7 @@ class StylegateClient:
                 resume_token=token,
                 truncation=pb.Truncation(psi=truncation),
                 output=pb.OutputOptions(format=FORMATS[fmt]),
+                class_label=class_label,
                 **spec,
             )
             try:
