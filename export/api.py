@@ -5,7 +5,7 @@
 - ``export_random(out, resolution=16, seed=0)``: the same layout from small random-weight
   networks, for tests (a few seconds to a minute on 2 cores).
 - ``export_generator(out, G, features=..., discriminator=...)``: one converted generator
-  (``--from rosinality|nvlabs``) with a feature network and its inversion step.
+  with a feature network and its inversion step; ``export_imported`` for ``--from``.
 """
 
 from __future__ import annotations
@@ -154,6 +154,35 @@ def export_generator(
         extra={"feature_network": F.describe(net)},
     )
     return write_repository(out, [spec], directions=directions)
+
+
+def export_imported(
+    out: str | os.PathLike,
+    imported,  # export.importers.ImportedCheckpoint
+    *,
+    features: str | os.PathLike | None = None,  # as export_generator's; None: its default
+    directions: D.DirectionOptions | None = D.DEFAULT_OPTIONS,
+) -> dict:
+    """``stylegate export --from``: an imported checkpoint with its feature network and
+    inversion step. NVlabs' training sets one ``conv_clamp`` for G and D (256 in the fp16
+    configs), so the discriminator features use the generator's."""
+    clamp = next(
+        (
+            float(m.conv_clamp)
+            for m in imported.generator.modules()
+            if getattr(m, "conv_clamp", None) is not None
+        ),
+        None,
+    )
+    return export_generator(
+        out,
+        imported.generator,
+        description=imported.description,
+        features=features,
+        discriminator=imported.discriminator,
+        conv_clamp=clamp if imported.source_format == "nvlabs" else None,
+        directions=directions,
+    )
 
 
 def random_models(*, resolution: int = 16, seed: int = 0) -> dict[str, torch.nn.Module]:

@@ -116,6 +116,15 @@ def _summary(meta: dict, seconds: float) -> None:
     help="import and export a user's StyleGAN2 checkpoint; FORMAT auto (default: by content) "
     "| nvlabs (NETWORK.pkl) | rosinality (CKPT.pt)",
 )
+@click.option(
+    "--features",
+    "feature_choice",
+    default=None,
+    metavar="discriminator|none|VGG16_FILE",
+    help="with --from: perceptual features for inversion: the checkpoint's own discriminator "
+    "(default when it has one), none (pixel + SSIM structure), or VGG16 weights "
+    "(torchvision state dict or the NVlabs projector's vgg16.pt)",
+)
 @click.option("--samples", type=int, default=None, help="sampled W for GANSpace and direction stds")
 @click.option(
     "--image-samples", type=int, default=None, help="generated images labelled for InterFaceGAN"
@@ -143,6 +152,7 @@ def export(
     blend_width,
     no_blend,
     source,
+    feature_choice,
     samples,
     image_samples,
     no_directions,
@@ -180,9 +190,13 @@ def export(
         except importers.ConversionError as e:
             click.echo(f"error: {e}", err=True)  # one line: the file, what it is, what we need
             sys.exit(2)
-        meta = api.export_generator(
-            out, imported.generator, description=imported.description, directions=options
-        )
+        from stylegate.export.features import FeatureNetworkError
+
+        try:
+            meta = api.export_imported(out, imported, features=feature_choice, directions=options)
+        except FeatureNetworkError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
     else:
         missing = [str(p) for p in (base, transfer, classifier) if not p.exists()]
         if not base.exists():
