@@ -8,6 +8,7 @@ Modules (imported lazily; this package itself does not import torch):
 - ``triton_config``: config.pbtxt text (torch-free; onnx, python and tensorrt flavours)
 - ``repository``: writes models, configs and stylegate.json
 - ``directions``: SeFa, GANSpace, InterFaceGAN
+- ``boundaries``: InterFaceGAN from users' labels or ONNX classifier, after export (torch-free)
 - ``blend``: layer swapping
 - ``convert``, ``safe_pickle``: users' rosinality / NVlabs checkpoints
 - ``tensorrt``: model.plan builds on a GPU

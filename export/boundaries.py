@@ -37,13 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stylegate.service.metadata import GeneratorInfo, load_repository
-from stylegate.service.signatures import METADATA_FILE
-
-try:  # the seed rule is moving into the contract module; either home works
-    from stylegate.service.signatures import z_from_seed
-except ImportError:
-    from stylegate.service.generation import z_from_seed
+from stylegate.service.signatures import MAX_SEED, METADATA_FILE, z_from_seed
 
 SOURCE_COLUMNS = ("seed", "latent", "source")
 CLASS_COLUMN = "class"
@@ -98,15 +92,58 @@ class Boundary:
 # --------------------------------------------------------------------------- the generator
 
 
+@dataclasses.dataclass(frozen=True)
+class GeneratorMeta:
+    """What boundary training needs of a generator's ``stylegate.json`` entry."""
+
+    name: str
+    resolution: int
+    num_ws: int
+    w_dim: int
+    z_dim: int
+    w_avg: np.ndarray  # [w_dim]
+    models: dict[str, str]  # network -> served model name
+
+
+def read_generator(repository: str | Path, model: str = "") -> GeneratorMeta:
+    """The entry of ``model`` (default: the repository's default generator)."""
+    path = Path(repository) / METADATA_FILE
+    try:
+        meta = json.loads(path.read_text())
+        generators = meta["generators"]
+        name = model or meta.get("default_generator") or next(iter(generators))
+    except FileNotFoundError:
+        raise BoundaryError(f"no {path} (run `stylegate export` first)") from None
+    except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
+        raise BoundaryError(f"{path}: not a stylegate repository metadata file ({exc!r})") from None
+    if name not in generators:
+        known = ", ".join(sorted(generators))
+        raise BoundaryError(f"unknown model {name!r} in {path} (served: {known})")
+    raw = generators[name]
+    try:
+        info = GeneratorMeta(
+            name=name,
+            resolution=int(raw["resolution"]),
+            num_ws=int(raw["num_ws"]),
+            w_dim=int(raw["w_dim"]),
+            z_dim=int(raw["z_dim"]),
+            w_avg=np.asarray(raw["w_avg"], dtype=np.float64),
+            models=dict(raw["models"]),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise BoundaryError(f"{path}: generator {name!r} entry is invalid ({exc!r})") from None
+    for network in ("mapping", "synthesis"):
+        if network not in info.models:
+            raise BoundaryError(f"{path}: generator {name!r} has no {network} model")
+    return info
+
+
 class OnnxGenerator:
     """A served generator's mapping and synthesis, run with onnxruntime (sessions lazily)."""
 
     def __init__(self, repository: str | Path, model: str = "", *, threads: int = 2) -> None:
-        try:
-            self.repository = load_repository(repository)
-            self.info: GeneratorInfo = self.repository.generator(model)
-        except Exception as exc:  # noqa: BLE001 - BackendUnavailable / NotFound, one line each
-            raise BoundaryError(str(exc).splitlines()[0]) from None
+        self.root = Path(repository)
+        self.info = read_generator(repository, model)
         self.threads = threads
         self.c_dim = 0
         self._sessions: dict = {}
@@ -117,7 +154,7 @@ class OnnxGenerator:
 
     def _session(self, network: str):
         if network not in self._sessions:
-            path = self.repository.model_path(self.info.model(network))
+            path = self.root / self.info.models[network] / "1" / "model.onnx"
             if not path.is_file():
                 raise BoundaryError(f"{path}: the {network} model of {self.name!r} is missing")
             self._sessions[network] = _session(path, self.threads)
@@ -271,9 +308,9 @@ def _source(cell: str, path: Path, line: int, column: str) -> int | Path:
         raise BoundaryError(
             f"{path} line {line}, column {column!r}: {cell!r} is neither a seed nor a .npy file"
         ) from None
-    if not 0 <= seed <= 2**32 - 1:
+    if not 0 <= seed <= MAX_SEED:
         raise BoundaryError(
-            f"{path} line {line}, column {column!r}: seed {seed} is outside [0, 4294967295]"
+            f"{path} line {line}, column {column!r}: seed {seed} is outside [0, {MAX_SEED}]"
         )
     return seed
 
@@ -560,7 +597,6 @@ def write_boundaries(repository: str | Path, model: str, boundaries: Sequence[Bo
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    load_repository(root)  # what the gateway will read back must still load
     return path
 
 

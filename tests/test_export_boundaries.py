@@ -242,3 +242,17 @@ def test_directions_lists_by_default_and_a_reload_serves_trained_ones(repo: Path
         line = next(ln for ln in listed.output.splitlines() if ln.startswith("tilt "))
         assert "interfacegan" in line and "attribute=tilt" in line and "accuracy" in line
         assert "smile" in listed.output
+
+
+def test_training_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, stylegate.service.cli, stylegate.export.boundaries; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "False"
