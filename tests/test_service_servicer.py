@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
 from prometheus_client import REGISTRY
-from support.gateway_fakes import write_onnx_repository
+from support.gateway_fakes import FakeNetworks, write_onnx_repository
 from support.gateway_harness import running_gateway
 
 from stylegate.protos.v1 import stylegate_pb2 as pb
@@ -133,6 +133,10 @@ def test_list_models_and_model_info(client, repository, info):
     assert info.can_invert and info.is_default and info.backend == "embedded"
     assert set(info.networks) >= {"mapping", "synthesis", "encoder", "features", "inversion_step"}
     assert {d.name for d in info.directions} == set(gen.directions)
+    assert list(info.inversion_methods) == ["encoder", "optimize", "in_domain"]
+    assert info.c_dim == 0
+    plain = [m for m in models.models if not repository.generator(m.name).can_invert]
+    assert all(not m.can_invert and not m.inversion_methods for m in plain)
 
 
 def test_list_directions(client, repository):
@@ -591,3 +595,109 @@ def test_drain_reports_not_serving_and_finishes_in_flight_streams(repository, in
         worker.join(30)
         stopping.result(30)
     assert results["r"].steps == 20  # the in-flight stream completed
+
+
+# -- reload, class labels, method availability, gateway mistakes --------------------------
+
+
+def _inversions(method: str, outcome: str) -> float:
+    labels = {"method": method, "outcome": outcome}
+    return REGISTRY.get_sample_value("stylegate_inversions_total", labels) or 0.0
+
+
+def test_reload_serves_a_re_exported_repository_and_keeps_it_when_broken(tmp_path):
+    repo = write_onnx_repository(tmp_path)
+    with running_gateway(repo, embedded(repo)) as gw, gw.client(timeout=30) as c:
+        assert {m.name for m in c.list_models().models} == {"base", "blend"}
+        # a re-export: a new generator with a model of its own
+        import json
+        import shutil
+
+        shutil.copytree(tmp_path / "blend_synthesis", tmp_path / "night_synthesis")
+        meta = json.loads((tmp_path / "stylegate.json").read_text())
+        meta["generators"]["night"] = dict(
+            meta["generators"]["blend"],
+            models={"mapping": "mapping", "synthesis": "night_synthesis"},
+        )
+        (tmp_path / "stylegate.json").write_text(json.dumps(meta))
+        reloaded = c.reload()
+        assert set(reloaded.models) == {"base", "blend", "night"}
+        assert {m.name for m in c.list_models().models} == {"base", "blend", "night"}
+        assert len(c.generate([3], model="night")) == 1
+        # a broken one: FAILED_PRECONDITION, and the previous repository stays served
+        (tmp_path / "stylegate.json").write_text("{ not json")
+        err = rpc_error(lambda: c.reload())
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "previous repository" in err.details()
+        assert {m.name for m in c.list_models().models} == {"base", "blend", "night"}
+        assert len(c.generate([3], model="night")) == 1
+
+
+def test_class_conditional_generation(tmp_path, client):
+    repo = write_onnx_repository(tmp_path, FakeNetworks(c_dim=3))
+    with running_gateway(repo, embedded(repo)) as gw, gw.client(timeout=30) as c:
+        assert c.model_info().c_dim == 3
+        one = c.generate([5], class_label=1, fmt="raw", return_latents=True)[0]
+        two = c.generate([5], class_label=2, fmt="raw", return_latents=True)[0]
+        assert not np.allclose(tensor_to_array(one.ws), tensor_to_array(two.ws))
+        again = c.generate([5], class_label=1, fmt="raw", return_latents=True)[0]
+        np.testing.assert_array_equal(tensor_to_array(one.ws), tensor_to_array(again.ws))
+        chunks = list(c.batch_generate(range(3), class_label=1, chunk_size=2))
+        assert sum(len(ch.images) for ch in chunks) == 3
+        for call, field in (
+            (lambda: c.generate([5]), "class_label"),
+            (lambda: c.generate([5], class_label=3), "class_label"),
+            (lambda: list(c.batch_generate(range(3))), "class_label"),
+        ):
+            err = rpc_error(call)
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert err.details().startswith(field + ":"), err.details()
+    # an unconditional generator refuses a label, naming the field
+    err = rpc_error(lambda: client.generate([5], class_label=0))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.details().startswith("class_label:")
+
+
+def test_a_generator_without_encoder_inverts_with_optimize_only(tmp_path, info):
+    import json
+
+    repo = write_onnx_repository(tmp_path)
+    meta = json.loads((tmp_path / "stylegate.json").read_text())
+    del meta["generators"]["base"]["models"]["encoder"]
+    (tmp_path / "stylegate.json").write_text(json.dumps(meta))
+    repo = load_repository(tmp_path)
+    target = np.zeros((3, 8, 8), np.float32)
+    with running_gateway(repo, embedded(repo)) as gw, gw.client(timeout=30) as c:
+        model = c.model_info()
+        assert model.can_invert and list(model.inversion_methods) == ["optimize"]
+        err = rpc_error(lambda: c.invert(target, steps=2))
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert err.details().startswith("method:")
+        assert "stylegate train encoder --model base" in err.details()
+        assert c.invert(target, steps=2, method="optimize").method == "optimize"
+
+
+def test_inversions_inside_edit_are_counted(client, info):
+    target = np.zeros((3, info.resolution, info.resolution), np.float32)
+    before = _inversions("encoder", "ok")
+    request = client.invert_request(target, method="encoder")
+    response = client.stub.Edit(pb.EditRequest(invert=request, edits=[]), timeout=60)
+    assert response.image.width == info.resolution
+    assert _inversions("encoder", "ok") == before + 1
+    before = _inversions("in_domain", "ok")
+    assert client.invert(target, steps=2).steps == 2
+    assert _inversions("in_domain", "ok") == before + 1
+
+
+def test_gateway_mistakes_are_internal_with_an_error_id(repository, caplog):
+    from stylegate.service.errors import GatewayError
+
+    class Mistaken(SlowBackend):
+        async def infer(self, model, inputs, **kw):
+            raise GatewayError(f"model {model!r}: input 'ws' has shape (1, 2), expected [1, 4, 8]")
+
+    with running_gateway(repository, Mistaken(embedded(repository), 0)) as gw, gw.client() as c:
+        err = rpc_error(lambda: c.generate([0]))
+    assert err.code() == grpc.StatusCode.INTERNAL
+    assert "id " in err.details() and "ws" not in err.details()
+    assert any("input 'ws' has shape" in (r.exc_text or str(r.exc_info)) for r in caplog.records)
