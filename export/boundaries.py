@@ -16,10 +16,11 @@ Labels CSV (header row first, then one row per sample)::
   or a ``.npy`` file holding W ``[w_dim]`` or W+ ``[num_ws, w_dim]``. A W+ latent counts as
   the mean of its layers inside the boundary's layer range: an edit adds the direction to
   exactly those layers, so that mean is the point the edit moves along the direction.
-- Every other column (except ``class``, the label of a class-conditional generator) is
-  one attribute. A column of only 0/1 (or -1/1) values is a binary label: the boundary
-  separates its two classes. Any other column is a score: the top and bottom
-  ``fraction`` of rows are taken as positives and negatives, as InterFaceGAN does.
+- A class-conditional generator (``c_dim`` > 0) needs a ``class`` column: each seed's
+  class index. Every other column is one attribute. A column of only 0/1 (or -1/1)
+  values is a binary label: the boundary separates its two classes. Any other column is
+  a score: its top and bottom ``fraction`` of rows are the two classes, as InterFaceGAN
+  does.
 - Seeds become latents with the project's one seed rule and no truncation.
 """
 
@@ -101,6 +102,7 @@ class GeneratorMeta:
     num_ws: int
     w_dim: int
     z_dim: int
+    c_dim: int  # class-label size of a conditional generator, 0 when unconditional
     w_avg: np.ndarray  # [w_dim]
     models: dict[str, str]  # network -> served model name
 
@@ -127,6 +129,7 @@ def read_generator(repository: str | Path, model: str = "") -> GeneratorMeta:
             num_ws=int(raw["num_ws"]),
             w_dim=int(raw["w_dim"]),
             z_dim=int(raw["z_dim"]),
+            c_dim=int(raw.get("c_dim", 0)),
             w_avg=np.asarray(raw["w_avg"], dtype=np.float64),
             models=dict(raw["models"]),
         )
@@ -145,7 +148,6 @@ class OnnxGenerator:
         self.root = Path(repository)
         self.info = read_generator(repository, model)
         self.threads = threads
-        self.c_dim = 0
         self._sessions: dict = {}
 
     @property
@@ -158,21 +160,20 @@ class OnnxGenerator:
             if not path.is_file():
                 raise BoundaryError(f"{path}: the {network} model of {self.name!r} is missing")
             self._sessions[network] = _session(path, self.threads)
-            if network == "mapping":
-                inputs = {i.name: i for i in self._sessions[network].get_inputs()}
-                if "c" in inputs:
-                    self.c_dim = int(inputs["c"].shape[-1])
         return self._sessions[network]
 
     def mapping(self, z: np.ndarray, classes: np.ndarray | None = None, *, batch: int = 256):
-        """z [N, z_dim] (and class indices [N] for a conditional generator) -> w [N, w_dim]."""
+        """z [N, z_dim] -> w [N, w_dim]; a conditional generator takes class indices [N]
+        (default: each row's index modulo c_dim, so samples cover every class)."""
         session = self._session("mapping")
+        c_dim = self.info.c_dim
+        if c_dim and classes is None:
+            classes = np.arange(len(z)) % c_dim
         out = []
         for i in range(0, len(z), batch):
             feed = {"z": z[i : i + batch].astype(np.float32)}
-            if self.c_dim:
-                idx = np.zeros(len(feed["z"]), np.int64) if classes is None else classes[i:][:batch]
-                feed["c"] = np.eye(self.c_dim, dtype=np.float32)[idx]
+            if c_dim:
+                feed["c"] = np.eye(c_dim, dtype=np.float32)[classes[i : i + batch]]
             out.append(session.run(["w"], feed)[0])
         return np.concatenate(out).astype(np.float64)
 
@@ -221,8 +222,9 @@ class Labels:
     classes: np.ndarray | None  # [N] class index (conditional generators), else None
 
 
-def read_labels(path: str | Path) -> Labels:
-    """Parse and validate a labels CSV (module docstring); BoundaryError names file/line/column."""
+def read_labels(path: str | Path, *, c_dim: int = 0) -> Labels:
+    """Parse and validate a labels CSV (module docstring); BoundaryError names file/line/column.
+    ``c_dim`` > 0: the generator is class-conditional and a ``class`` column is required."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -246,7 +248,12 @@ def read_labels(path: str | Path) -> Labels:
     if len(source_cols) > 1:
         raise BoundaryError(f"{path} line {header_line}: more than one seed/latent column")
     src = source_cols[0]
-    cls = lower.index(CLASS_COLUMN) if CLASS_COLUMN in lower else None
+    cls = lower.index(CLASS_COLUMN) if c_dim and CLASS_COLUMN in lower else None
+    if c_dim and cls is None:
+        raise BoundaryError(
+            f"{path} line {header_line}: missing column 'class' (the model is "
+            f"class-conditional: a class index in [0, {c_dim}) per row)"
+        )
     attr_cols = [i for i in range(len(header)) if i != src and i != cls]
     if not attr_cols:
         raise BoundaryError(f"{path} line {header_line}: no attribute score columns in header")
@@ -280,10 +287,10 @@ def read_labels(path: str | Path) -> Labels:
         scores.append(values)
         if cls is not None:
             value = _number(row[cls], path, line, header[cls])
-            if value != int(value) or value < 0:
+            if value != int(value) or not 0 <= value < c_dim:
                 raise BoundaryError(
                     f"{path} line {line}, column {header[cls]!r}: {row[cls].strip()!r} is not "
-                    "a class index"
+                    f"a class index in [0, {c_dim})"
                 )
             classes.append(int(value))
     if not sources:
@@ -341,13 +348,6 @@ def latents_of(
     seed_rows = [i for i, s in enumerate(labels.sources) if isinstance(s, int)]
     if seed_rows:
         classes = labels.classes[seed_rows] if labels.classes is not None else None
-        gen._session("mapping")  # learn c_dim before checking the class column
-        if classes is not None and gen.c_dim and classes.max() >= gen.c_dim:
-            row = seed_rows[int(np.argmax(classes))]
-            raise BoundaryError(
-                f"{labels.path} line {labels.lines[row]}, column 'class': class "
-                f"{int(classes.max())} is outside [0, {gen.c_dim}) of model {info.name!r}"
-            )
         out[seed_rows] = gen.w_of_seeds(
             [labels.sources[i] for i in seed_rows], classes, batch=batch
         )
@@ -630,7 +630,7 @@ def train_from_labels(
     repository. Returns (generator name, boundaries, stylegate.json path)."""
     gen = OnnxGenerator(repository, model)
     span = check_layers(layers, gen.info.num_ws)
-    table = read_labels(labels)
+    table = read_labels(labels, c_dim=gen.info.c_dim)
     names = check_names(table.attributes, name)
     w = latents_of(table, gen, span, batch=options.batch)
     found = train_boundaries(

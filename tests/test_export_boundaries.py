@@ -256,3 +256,17 @@ def test_training_imports_no_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_conditional_generators_need_a_class_column(tmp_path: Path):
+    csv = tmp_path / "labels.csv"
+    csv.write_text("seed,class,smile\n1,2,1\n2,0,0\n")
+    plain = B.read_labels(csv)  # unconditional: "class" is just an attribute
+    assert plain.attributes == ("class", "smile") and plain.classes is None
+    labels = B.read_labels(csv, c_dim=3)
+    assert labels.attributes == ("smile",) and labels.classes.tolist() == [2, 0]
+    with pytest.raises(B.BoundaryError, match=r"line 2, column 'class': '2' is not a class"):
+        B.read_labels(csv, c_dim=2)
+    csv.write_text("seed,smile\n1,1\n")
+    with pytest.raises(B.BoundaryError, match="line 1: missing column 'class'"):
+        B.read_labels(csv, c_dim=2)
