@@ -379,7 +379,7 @@ def _rosinality(path: Path) -> ImportedCheckpoint:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # torch's text: "Weights only load failed ... Unsupported global: GLOBAL os.system ..."
-        m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        m = re.search(r"unsupported global:? (?:GLOBAL )?([\w.]+)", str(e), re.IGNORECASE)
         what = f"references {m.group(1)}" if m else "holds objects other than tensors"
         raise UnsafeCheckpointError(
             f"{path}: found a torch checkpoint whose pickle {what} (it could run code on "

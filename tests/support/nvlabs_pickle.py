@@ -61,6 +61,7 @@ class EasyDict(dict):
 EasyDict.__module__ = "dnnlib.util"
 
 _source_modules: dict[str, types.ModuleType] = {}  # module_src -> module (deepcopy rebuilds)
+_module_sources: dict[str, str] = {}  # module name -> its source, read once
 
 
 def _reconstruct_persistent_obj(meta):
@@ -79,7 +80,9 @@ def persistent_class(cls):
     """The persistence wrapper: records the constructor arguments and pickles the object as
     ``_reconstruct_persistent_obj(meta)`` with the defining module's whole source."""
     module = sys.modules[cls.__module__]
-    source = inspect.getsource(module)
+    source = _module_sources.get(module.__name__)
+    if source is None:  # one string object per module: pickle writes it once, then memo refs
+        source = _module_sources[module.__name__] = inspect.getsource(module)
     _source_modules[source] = module
 
     class Persistent(cls):
@@ -121,6 +124,7 @@ def nvlabs_modules(repo: str = "stylegan2-ada"):
         *NETWORKS_MODULE.values(),
     ]
     saved = {n: sys.modules.get(n) for n in names}
+    _module_sources.clear()
     dnnlib, util = types.ModuleType("dnnlib"), types.ModuleType("dnnlib.util")
     util.EasyDict = dnnlib.EasyDict = EasyDict
     dnnlib.util = util
