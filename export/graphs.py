@@ -28,8 +28,8 @@ class MappingModel(nn.Module):
         super().__init__()
         self.mapping = mapping
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.mapping(z)
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        return self.mapping(z, c)  # c: [B, c_dim] one-hot, conditional mappings only
 
 
 def synthesize(

@@ -15,7 +15,8 @@ from torch import nn
 
 from stylegate.export import graphs
 from stylegate.gan import networks as N
-from stylegate.service.signatures import SIGNATURES, ModelSignature
+from stylegate.service.signatures import ModelSignature
+from stylegate.service.signatures import signature as signature_of
 
 OPSET = 18
 
@@ -92,7 +93,7 @@ def export_onnx(
 ) -> Path:
     """Export ``module`` (a ``wrap`` result) to ``path`` as a single-file ONNX model with a
     dynamic batch. The inversion step is first traced to a plain graph with its gradient."""
-    signature = SIGNATURES[network]
+    signature = signature_of(network, dims)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = module.eval().requires_grad_(False)

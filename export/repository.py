@@ -58,6 +58,8 @@ def feature_dims(feature_net: nn.Module, resolution: int) -> dict[str, int]:
 def generator_dims(spec: GeneratorSpec, feature_net: nn.Module | None) -> dict[str, int]:
     g = spec.generator
     dims = {"resolution": g.resolution, "num_ws": g.num_ws, "w_dim": g.w_dim, "z_dim": g.z_dim}
+    if getattr(g, "c_dim", 0):  # a conditional mapping: its class-label input, in stylegate.json
+        dims["c_dim"] = g.c_dim
     if feature_net is not None:
         dims.update(feature_dims(feature_net, g.resolution))
     return dims

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from stylegate.service.signatures import SIGNATURES, ModelSignature, TensorSpec
+from stylegate.service.signatures import ModelSignature, TensorSpec
+from stylegate.service.signatures import signature as signature_of
 
 RUNTIMES = ("onnx", "python", "tensorrt")
 DEVICES = ("cpu", "gpu")
@@ -119,7 +120,7 @@ def model_config(
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    signature = SIGNATURES[network]
+    signature = signature_of(network, dims)
     batching = batching or BATCHING[network]
     head = {
         "onnx": 'platform: "onnxruntime_onnx"',
