@@ -37,9 +37,10 @@ from PIL import Image
 
 from stylegate.gan import checkpoint as ckpt
 from stylegate.gan import data
-from stylegate.gan.generate import z_from_seed
 from stylegate.protos.v1 import stylegate_pb2 as pb
 from stylegate.service.client import StylegateClient, image_array, tensor_to_array
+from stylegate.service.metadata import load_repository
+from stylegate.service.signatures import z_from_seed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -266,21 +267,17 @@ def bench_edits(address: str, images: np.ndarray, *, strength: float = 3.0) -> d
 
 
 def bench_generation(address: str, repository: Path, *, batch: int = 32, repeats: int = 10) -> dict:
-    meta = json.loads((repository / "stylegate.json").read_text())
-    g = meta["generators"][meta["default_generator"]]
+    repo = load_repository(repository)
+    g = repo.generator()
     opts = ort.SessionOptions()
-    mapping = ort.InferenceSession(
-        str(repository / g["models"]["mapping"] / "1" / "model.onnx"), opts
-    )
-    synthesis = ort.InferenceSession(
-        str(repository / g["models"]["synthesis"] / "1" / "model.onnx"), opts
-    )
+    mapping = ort.InferenceSession(str(repo.model_path(g.model("mapping"))), opts)
+    synthesis = ort.InferenceSession(str(repo.model_path(g.model("synthesis"))), opts)
     seeds = list(range(batch))
-    z = np.stack([z_from_seed(s, g["z_dim"]) for s in seeds])
+    z = np.stack([z_from_seed(s, g.z_dim) for s in seeds])
 
     def bare():
         w = mapping.run(None, {"z": z})[0]
-        ws = np.repeat(w[:, None], g["num_ws"], axis=1)
+        ws = np.repeat(w[:, None], g.num_ws, axis=1)
         return synthesis.run(None, {"ws": ws, "noise_gain": np.ones((batch, 1), np.float32)})[0]
 
     def timed(fn):

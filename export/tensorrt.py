@@ -10,13 +10,13 @@ becomes a ``tensorrt_plan`` / KIND_GPU config; the ONNX config is kept as
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import subprocess
 from pathlib import Path
 
 from stylegate.export import triton_config
+from stylegate.service.metadata import load_repository
 from stylegate.service.signatures import METADATA_FILE
 
 log = logging.getLogger(__name__)
@@ -39,10 +39,11 @@ def available() -> str:
     """ "python" or "trtexec"; raises TensorRTUnavailable with the reason otherwise."""
     if not _gpu_present():
         raise TensorRTUnavailable(
-            "no NVIDIA GPU found (nvidia-smi): TensorRT engines must be built on the GPU that runs them; "
-            "run `stylegate export --tensorrt` on the GPU node pool (k8s/overlays/gpu/tensorrt-build-job.yaml). "
-            "Without a GPU, serve the ONNX models (config.pbtxt, or configs/gpu.pbtxt for Triton's TensorRT "
-            "execution accelerator)."
+            "no NVIDIA GPU found (nvidia-smi): TensorRT engines must be built on the GPU "
+            "that runs them; run `stylegate export --tensorrt` on the GPU node pool "
+            "(k8s/overlays/gpu/tensorrt-build-job.yaml). Without a GPU, serve the ONNX "
+            "models (config.pbtxt, or configs/gpu.pbtxt for Triton's TensorRT execution "
+            "accelerator)."
         )
     try:
         import tensorrt  # noqa: F401
@@ -130,10 +131,10 @@ def build_repository(repository: str | Path, *, precision: str = "fp16") -> list
     meta_path = repository / METADATA_FILE
     if not meta_path.exists():
         raise FileNotFoundError(f"{meta_path} not found: run `stylegate export` first")
-    meta = json.loads(meta_path.read_text())
+    repo = load_repository(repository)
     built = []
-    for gen in meta["generators"].values():
-        for network, name in gen["models"].items():
+    for gen in repo.generators.values():
+        for network, name in gen.models.items():
             model_dir = repository / name
             onnx_path = model_dir / "1" / "model.onnx"
             plan_path = model_dir / "1" / "model.plan"
@@ -154,7 +155,9 @@ def build_repository(repository: str | Path, *, precision: str = "fp16") -> list
             if not onnx_cfg.exists():
                 shutil.copyfile(model_dir / "config.pbtxt", onnx_cfg)
             (model_dir / "config.pbtxt").write_text(
-                triton_config.model_config(name, network, gen, runtime="tensorrt", device="gpu")
+                triton_config.model_config(
+                    name, network, gen.dims, runtime="tensorrt", device="gpu"
+                )
             )
             built.append(plan_path)
     return built

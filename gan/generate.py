@@ -1,6 +1,7 @@
 """Write faces from the shipped generator as PNG files, straight from PyTorch.
 
-    python -m stylegate.gan.generate --seeds 0-15 --out DIR [--checkpoint checkpoints/base.pt] [--truncation 1.0]
+    python -m stylegate.gan.generate --seeds 0-15 --out DIR \\
+        [--checkpoint checkpoints/base.pt] [--truncation 1.0]
 
 The serving path (`stylegate generate`) goes through the gateway; this is the
 model-side check that a checkpoint produces faces.
@@ -16,6 +17,7 @@ import torch
 from PIL import Image
 
 from stylegate.gan import checkpoint as ckpt
+from stylegate.service.signatures import z_from_seed  # the one seed rule, shared with the gateway
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "base.pt"
 
@@ -38,11 +40,6 @@ def parse_seeds(spec: str) -> list[int]:
     if not seeds:
         raise click.BadParameter("no seeds given", param_hint="--seeds")
     return seeds
-
-
-def z_from_seed(seed: int, z_dim: int) -> np.ndarray:
-    """The latent of a seed. The gateway uses the same rule, so seeds agree everywhere."""
-    return np.random.RandomState(seed).standard_normal(z_dim).astype(np.float32)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

@@ -17,7 +17,6 @@ benchmarks::
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import signal
@@ -37,6 +36,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from stylegate.export import triton_config
+from stylegate.service.errors import BackendUnavailable
+from stylegate.service.metadata import load_repository
 from stylegate.service.signatures import METADATA_FILE, SIGNATURES
 
 MODEL_TEMPLATE = Path(__file__).parents[1] / "export" / "triton_python_model.py"
@@ -90,14 +91,16 @@ class TritonDistribution:
 
 def _networks(source: Path) -> dict[str, tuple[str, dict[str, int]]]:
     """model name -> (network, dims) from the repository's stylegate.json (empty if none)."""
-    path = source / METADATA_FILE
-    if not path.is_file():
+    if not (source / METADATA_FILE).is_file():
+        return {}
+    try:
+        repo = load_repository(source)
+    except BackendUnavailable:  # unreadable metadata: every config is copied as it is
         return {}
     found = {}
-    for generator in json.loads(path.read_text()).get("generators", {}).values():
-        dims = {k: v for k, v in generator.items() if isinstance(v, int)}
-        for network, model in generator.get("models", {}).items():
-            found.setdefault(model, (network, dims))
+    for generator in repo.generators.values():
+        for network, model in generator.models.items():
+            found.setdefault(model, (network, generator.dims))
     return found
 
 

@@ -21,6 +21,10 @@ def test_seeds_resolve_like_gan_generate(fake):
     _, _, gen = fake
     z = generation.z_from_seed(7, 8)
     np.testing.assert_array_equal(z, np.random.RandomState(7).standard_normal(8).astype(np.float32))
+    from stylegate.gan import generate as gan_generate
+    from stylegate.service import signatures
+
+    assert gan_generate.z_from_seed is signatures.z_from_seed  # one rule, written once
     with pytest.raises(InvalidInput) as err:
         generation.z_from_seed(-1, 8, field="seeds[3]")
     assert err.value.field == "seeds[3]"
