@@ -522,3 +522,45 @@ def reference_synthesis(
             img = upfirdn2d(img, _fir(sd, b + ".resample_filter"), up=2, pad=(2, 1), gain=4)
         img = y if img is None else img + y
     return img
+
+
+def parity_report(directory: str | Path) -> list[str]:
+    """Max abs difference of imported generators from the reference forwards, per format and
+    resolution (fp32; batch 2; random trained-looking weights, images of magnitude ~10)."""
+    from stylegate.export import importers
+    from tests.support import rosinality_ckpt as RC
+    from tests.test_export_importers import rosinality_forward
+
+    directory = Path(directory)
+    lines = []
+    torch.manual_seed(0)
+    for res in (32, 64, 256, 1024):
+        small = res > 64
+        snap = write_snapshot(
+            directory / f"nvlabs-{res}.pkl",
+            resolution=res,
+            mapping_layers=8,
+            channel_base=1024 if small else 512,
+            channel_max=8 if res == 1024 else (16 if small else 32),
+        )
+        G = importers.load_checkpoint(snap.path).generator
+        ws = torch.randn(2, G.num_ws, G.w_dim)
+        with torch.no_grad():
+            d = (G.synthesis(ws) - reference_synthesis(snap.state, ws, conv_clamp=256)).abs().max()
+        lines.append(f"nvlabs      {res:5d}px  max abs diff {d.item():.2e}")
+    for res in (32, 64, 256):
+        ch = {r: 16 if r <= 32 else 8 for r in (2**i for i in range(2, res.bit_length()))}
+        ck = RC.write_checkpoint(directory / f"ros-{res}.pt", size=res, channels=ch, style_dim=16)
+        G = importers.load_checkpoint(ck.path).generator
+        ws = torch.randn(2, G.num_ws, G.w_dim)
+        with torch.no_grad():
+            d = (G.synthesis(ws) - rosinality_forward(ck.g_ema, ws)).abs().max()
+        lines.append(f"rosinality  {res:5d}px  max abs diff {d.item():.2e}")
+    return lines
+
+
+if __name__ == "__main__":  # python -m tests.support.nvlabs_pickle
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        print("\n".join(parity_report(tmp)))
