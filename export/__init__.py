@@ -10,6 +10,6 @@ Modules (imported lazily; this package itself does not import torch):
 - ``directions``: SeFa, GANSpace, InterFaceGAN
 - ``boundaries``: InterFaceGAN from users' labels or ONNX classifier, after export (torch-free)
 - ``blend``: layer swapping
-- ``convert``, ``safe_pickle``: users' rosinality / NVlabs checkpoints
+- ``importers``, ``safe_pickle``: users' rosinality / NVlabs checkpoints
 - ``tensorrt``: model.plan builds on a GPU
 """
