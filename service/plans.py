@@ -22,14 +22,21 @@ class OutputFormat:
 
 
 @dataclasses.dataclass(frozen=True)
+class Sampling:
+    """How z becomes a W+ latent and an image: mapping (with the class), truncation, noise."""
+
+    psi: float = 1.0  # truncation towards w_avg; 1 = none
+    cutoff: int | None = None  # truncate layers [0, cutoff); None = all
+    class_label: int | None = None  # class-conditional generators only
+    noise_gain: float = 1.0  # 1 = the model's constant noise, 0 = none
+
+
+@dataclasses.dataclass(frozen=True)
 class GeneratePlan:
     gen: GeneratorInfo
     seeds: tuple[int, ...]  # per image, -1 for an explicit z
     z: np.ndarray  # [N, z_dim], seeds first, then explicit z
-    psi: float
-    cutoff: int | None
-    class_label: int | None  # class-conditional generators only
-    noise_gain: float
+    sampling: Sampling
     output: OutputFormat
     return_latents: bool
 
@@ -40,10 +47,7 @@ class BatchPlan:
     seeds: Sequence[int]  # every seed of the request (a range stays a range)
     first: int  # index of the first seed still to render (resume)
     chunk: int  # images per streamed chunk
-    psi: float
-    cutoff: int | None
-    class_label: int | None
-    noise_gain: float
+    sampling: Sampling
     output: OutputFormat
     return_latents: bool
 

@@ -23,6 +23,7 @@ from stylegate.service.plans import (
     InterpolatePlan,
     InvertPlan,
     OutputFormat,
+    Sampling,
     StyleMixPlan,
 )
 from stylegate.service.settings import Settings
@@ -67,6 +68,12 @@ INTERPOLATION = {
 
 
 # -- building blocks -----------------------------------------------------------------------
+
+
+def _within(value: int, lo: int, hi: int, *, field: str) -> int:
+    if not lo <= value <= hi:
+        raise InvalidInput(f"{field} {value} is outside [{lo}, {hi}]", field=field)
+    return value
 
 
 def enum(table: dict, value: int, *, field: str):
@@ -248,6 +255,16 @@ def _edits(gen: GeneratorInfo, ops: Sequence[pb.EditOp]) -> tuple[editing.Edit, 
     return tuple(edits)
 
 
+def _sampling(req: pb.GenerateRequest | pb.BatchGenerateRequest, gen: GeneratorInfo) -> Sampling:
+    psi, cutoff = truncation(req.truncation, gen, field="truncation")
+    return Sampling(
+        psi=psi,
+        cutoff=cutoff,
+        class_label=class_label(req, gen),
+        noise_gain=enum(NOISE_GAIN, req.noise_mode, field="noise_mode"),
+    )
+
+
 # -- resume tokens -------------------------------------------------------------------------
 
 
@@ -295,15 +312,11 @@ def parse_generate(
         )
     z = [z_from_seed(s, gen.z_dim, field=f"seeds[{i}]") for i, s in enumerate(req.seeds)]
     z += [check_z(tensor(t, field=f"z[{i}]"), gen, field=f"z[{i}]") for i, t in enumerate(req.z)]
-    psi, cutoff = truncation(req.truncation, gen, field="truncation")
     return GeneratePlan(
         gen=gen,
         seeds=tuple(req.seeds) + (-1,) * len(req.z),
         z=np.stack(z),
-        psi=psi,
-        cutoff=cutoff,
-        class_label=class_label(req, gen),
-        noise_gain=enum(NOISE_GAIN, req.noise_mode, field="noise_mode"),
+        sampling=_sampling(req, gen),
         output=output_format(req.output),
         return_latents=req.return_latents,
     )
@@ -330,21 +343,12 @@ def parse_batch_generate(
     if min(seeds) < 0 or max(seeds) > MAX_SEED:
         raise InvalidInput(f"seeds must be in [0, {MAX_SEED}]", field=field)
     first = _resume_index(req, seeds)
-    chunk = req.chunk_size or DEFAULT_CHUNK
-    if not 1 <= chunk <= settings.max_batch:
-        raise InvalidInput(
-            f"chunk_size {chunk} is outside [1, {settings.max_batch}]", field="chunk_size"
-        )
-    psi, cutoff = truncation(req.truncation, gen, field="truncation")
     return BatchPlan(
         gen=gen,
         seeds=seeds,
         first=first,
-        chunk=chunk,
-        psi=psi,
-        cutoff=cutoff,
-        class_label=class_label(req, gen),
-        noise_gain=enum(NOISE_GAIN, req.noise_mode, field="noise_mode"),
+        chunk=_within(req.chunk_size or DEFAULT_CHUNK, 1, settings.max_batch, field="chunk_size"),
+        sampling=_sampling(req, gen),
         output=output_format(req.output),
         return_latents=req.return_latents,
     )
@@ -454,16 +458,11 @@ def parse_interpolate(
     gen = repository.generator(req.model)
     a = latent_source(req.start, gen, field="start")
     b = latent_source(req.end, gen, field="end")
-    frames = req.frames or DEFAULT_FRAMES
-    if not 2 <= frames <= settings.max_generate:
-        raise InvalidInput(
-            f"frames {frames} is outside [2, {settings.max_generate}]", field="frames"
-        )
     return InterpolatePlan(
         gen=gen,
         a=a,
         b=b,
-        frames=frames,
+        frames=_within(req.frames or DEFAULT_FRAMES, 2, settings.max_generate, field="frames"),
         mode=enum(INTERPOLATION, req.mode, field="mode"),
         noise_gain=enum(NOISE_GAIN, req.noise_mode, field="noise_mode"),
         output=output_format(req.output),

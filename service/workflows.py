@@ -18,6 +18,7 @@ from stylegate.service.plans import (
     GeneratePlan,
     InterpolatePlan,
     InvertPlan,
+    Sampling,
     StyleMixPlan,
 )
 
@@ -37,22 +38,34 @@ async def render(
     return out
 
 
+async def _sample(
+    backend: Backend,
+    gen: GeneratorInfo,
+    z: np.ndarray,  # [N, z_dim]
+    sampling: Sampling,
+    *,
+    call: Call,
+    method: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """z -> (W+ [N, num_ws, w_dim], images [N, 3, R, R])."""
+    ws = await generation.seeds_to_ws(
+        backend,
+        gen,
+        z,
+        psi=sampling.psi,
+        cutoff=sampling.cutoff,
+        class_label=sampling.class_label,
+        call=call,
+    )
+    imgs = await render(backend, gen, ws, noise_gain=sampling.noise_gain, call=call, method=method)
+    return ws, imgs
+
+
 async def generate(
     backend: Backend, plan: GeneratePlan, *, call: Call
 ) -> tuple[np.ndarray, np.ndarray]:
     """(W+ [N, num_ws, w_dim], images [N, 3, R, R]) of the plan's seeds and z."""
-    gen = plan.gen
-    ws = await generation.seeds_to_ws(
-        backend,
-        gen,
-        plan.z,
-        psi=plan.psi,
-        cutoff=plan.cutoff,
-        class_label=plan.class_label,
-        call=call,
-    )
-    imgs = await render(backend, gen, ws, noise_gain=plan.noise_gain, call=call, method="Generate")
-    return ws, imgs
+    return await _sample(backend, plan.gen, plan.z, plan.sampling, call=call, method="Generate")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,18 +82,7 @@ async def batch_generate(backend: Backend, plan: BatchPlan, *, call: Call) -> As
     for lo in range(plan.first, len(seeds), plan.chunk):
         part = [seeds[i] for i in range(lo, min(lo + plan.chunk, len(seeds)))]
         z = np.stack([generation.z_from_seed(s, gen.z_dim, field="seeds") for s in part])
-        ws = await generation.seeds_to_ws(
-            backend,
-            gen,
-            z,
-            psi=plan.psi,
-            cutoff=plan.cutoff,
-            class_label=plan.class_label,
-            call=call,
-        )
-        imgs = await render(
-            backend, gen, ws, noise_gain=plan.noise_gain, call=call, method="BatchGenerate"
-        )
+        ws, imgs = await _sample(backend, gen, z, plan.sampling, call=call, method="BatchGenerate")
         yield Chunk(seeds=part, ws=ws, images=imgs, done=lo + len(part))
 
 

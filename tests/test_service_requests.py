@@ -107,7 +107,7 @@ def test_class_labels_are_required_for_conditional_generators_only(repo, conditi
     plan = requests.parse_generate(
         pb.GenerateRequest(seeds=[1], class_label=2), conditional, SETTINGS
     )
-    assert plan.class_label == 2
+    assert plan.sampling.class_label == 2
     with pytest.raises(InvalidInput) as err:
         requests.parse_style_mix(
             pb.StyleMixRequest(a=pb.LatentSource(seed=1), b=pb.LatentSource(seed=2)),
