@@ -269,7 +269,7 @@ def test_inversion_step_terms_are_the_documented_objective(tiny_models):
     torch.testing.assert_close(grad[0], g[0], rtol=1e-4, atol=1e-6)
 
 
-# --------------------------------------------------------------------------- metadata and directions
+# ------------------------------------------------------------------------ metadata and directions
 
 
 def test_metadata_describes_the_models(meta, tiny_models):
