@@ -93,20 +93,8 @@ async def _invert_all(repo: Path, targets: np.ndarray, *, steps: int, weights: d
     await backend.load()
     try:
         t0 = time.perf_counter()
-        results = await asyncio.gather(
-            *(
-                inversion.invert(
-                    backend,
-                    gen,
-                    t,
-                    method="optimize",
-                    steps=steps,
-                    early_stop_tol=0.0,
-                    loss_weights=weights,
-                )
-                for t in targets
-            )
-        )
+        opts = inversion.options("optimize", steps=steps, early_stop_tol=0.0, loss_weights=weights)
+        results = await asyncio.gather(*(inversion.invert(backend, gen, t, opts) for t in targets))
         return results, time.perf_counter() - t0
     finally:
         await backend.close()
