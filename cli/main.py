@@ -1,5 +1,5 @@
 """The ``stylegate`` command: one entry point, subcommands loaded lazily so that the
-client and serving commands never import torch (only ``export`` does)."""
+client and serving commands never import torch (only ``export`` and ``train`` do)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "directions": "stylegate.service.cli:directions",
     "export": "stylegate.export.cli:export",
     "triton": "stylegate.ops.triton_local:triton",
+    "train": "stylegate.gan.train.user_cli:train",
 }
 
 

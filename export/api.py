@@ -123,6 +123,7 @@ def export_generator(
     conv_clamp: float | None = None,  # the NVlabs discriminator's conv_clamp, if any
     encoder: torch.nn.Module | None = None,  # a trained domain-guided encoder, if any
     directions: D.DirectionOptions | None = D.DEFAULT_OPTIONS,
+    extra: Mapping[str, object] | None = None,  # more keys for its stylegate.json entry
 ) -> dict:
     """Export one (imported) generator as the repository's base generator: mapping,
     synthesis, a ``features`` network and the ``inversion_step`` (so ``optimize`` works
@@ -151,7 +152,7 @@ def export_generator(
         description=description,
         encoder=encoder,
         feature_net=net.eval().requires_grad_(False),
-        extra={"feature_network": F.describe(net)},
+        extra={"feature_network": F.describe(net), **(extra or {})},
     )
     return write_repository(out, [spec], directions=directions)
 
@@ -162,9 +163,45 @@ def export_imported(
     *,
     features: str | os.PathLike | None = None,  # as export_generator's; None: its default
     directions: D.DirectionOptions | None = D.DEFAULT_OPTIONS,
+    source: str | os.PathLike | None = None,  # the checkpoint file it was read from
 ) -> dict:
     """``stylegate export --from``: an imported checkpoint with its feature network and
-    inversion step. NVlabs' training sets one ``conv_clamp`` for G and D (256 in the fp16
+    inversion step. With ``source``, the generator's entry records where its torch weights
+    and feature network come from (``"source": {"path", "format", "features"}``), which
+    ``stylegate train encoder --model NAME`` reads back."""
+    choice = imported_feature_choice(imported, features)
+    extra = None
+    if source is not None:
+        extra = {
+            "source": {
+                "path": str(Path(source).resolve()),
+                "format": imported.source_format,
+                "features": choice,
+            }
+        }
+    return export_generator(
+        out,
+        imported.generator,
+        description=imported.description,
+        features=imported_feature_net(imported, choice),
+        directions=directions,
+        extra=extra,
+    )
+
+
+def imported_feature_choice(imported, features: str | os.PathLike | None = None) -> str:
+    """``--features`` as recorded: "discriminator", "none" or a VGG16 file's absolute path;
+    None: the checkpoint's discriminator when it has one, else "none"."""
+    if features is None:
+        return "discriminator" if imported.discriminator is not None else "none"
+    if str(features) in F.FEATURE_CHOICES:
+        return str(features)
+    return str(Path(features).resolve())
+
+
+def imported_feature_net(imported, features: str | os.PathLike | None = None) -> torch.nn.Module:
+    """The perceptual feature network an imported checkpoint is exported (and its encoder
+    trained) with. NVlabs' training sets one ``conv_clamp`` for G and D (256 in the fp16
     configs), so the discriminator features use the generator's."""
     clamp = next(
         (
@@ -174,15 +211,12 @@ def export_imported(
         ),
         None,
     )
-    return export_generator(
-        out,
-        imported.generator,
-        description=imported.description,
-        features=features,
+    return F.build_feature_net(
+        imported_feature_choice(imported, features),
+        resolution=imported.generator.resolution,
         discriminator=imported.discriminator,
         conv_clamp=clamp if imported.source_format == "nvlabs" else None,
-        directions=directions,
-    )
+    ).eval()
 
 
 def random_models(*, resolution: int = 16, seed: int = 0) -> dict[str, torch.nn.Module]:

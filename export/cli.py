@@ -193,7 +193,9 @@ def export(
         from stylegate.export.features import FeatureNetworkError
 
         try:
-            meta = api.export_imported(out, imported, features=feature_choice, directions=options)
+            meta = api.export_imported(
+                out, imported, features=feature_choice, directions=options, source=path
+            )
         except FeatureNetworkError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
