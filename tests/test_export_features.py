@@ -314,18 +314,17 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12))
 
 
-@pytest.mark.parametrize("choice", ["discriminator", "none"])
-def test_imported_step_without_encoder_matches_autograd(tmp_path, choice):
+@pytest.fixture(scope="module")
+def imported_repo(tmp_path_factory):
+    """A tiny "imported" generator exported with its own D's features (no encoder)."""
+    out = tmp_path_factory.mktemp("imported")
     G = tiny_generator(16)
     dsd = nvlabs_d_state_dict(16, D_CHANNELS)
-    feat = features.build_feature_net(choice, resolution=16, discriminator=dsd)
-    dims = {"resolution": 16, "num_ws": G.num_ws, "w_dim": G.w_dim, "z_dim": G.z_dim}
-    with torch.no_grad():
-        f = feat.features(torch.zeros(1, 3, 16, 16))
-    dims.update(feature_channels=f.shape[1], feature_resolution=f.shape[-1])
-    step = onnx_export.wrap("inversion_step", generator=G, encoder=None, feature_net=feat)
-    path = onnx_export.export_onnx(step, "inversion_step", dims, tmp_path / "step.onnx")
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    meta = api.export_generator(out, G, discriminator=dsd, directions=None)
+    return out, meta, G, features.discriminator_features(dsd)
+
+
+def _check_step_parity(sess, step, G, feat, dims):
     for batch in (1, 3, 7):
         inputs = onnx_export.example_inputs(INVERSION_STEP, dims, batch, seed=batch)
         want = step(*inputs)
@@ -337,25 +336,44 @@ def test_imported_step_without_encoder_matches_autograd(tmp_path, choice):
         assert terms[:, 1].min() > 0  # the feature term is live
         assert _rel(got[2], grad) < 1e-3
         np.testing.assert_allclose(got[3], image, atol=1e-4)
-        # The gradient is torch autograd's of pixel + feature only.
+        # The gradient is torch autograd's of the pixel and feature terms alone.
         ws = inputs[0].clone().requires_grad_(True)
-        lw = inputs[3]
-        loss2, _, _ = graphs.inversion_objective(
-            G.synthesis, None, feat, ws, *inputs[1:3], lw, inputs[4]
-        )
+        loss2, _, _ = graphs.inversion_objective(G.synthesis, None, feat, ws, *inputs[1:])
         (g2,) = torch.autograd.grad(loss2.sum(), ws)
         assert _rel(got[2], g2.numpy()) < 1e-3
 
 
-def test_export_generator_serves_features_and_step_without_encoder(tmp_path):
-    G = tiny_generator(16)
-    dsd = nvlabs_d_state_dict(16, D_CHANNELS)
-    meta = api.export_generator(tmp_path, G, discriminator=dsd, directions=None)
-    entry = json.loads((tmp_path / "stylegate.json").read_text())["generators"]["base"]
-    assert entry == {k: v for k, v in meta["generators"]["base"].items()}
+def test_imported_step_with_discriminator_features_matches_autograd(imported_repo):
+    out, meta, G, feat = imported_repo
+    entry = meta["generators"]["base"]
+    sess = ort.InferenceSession(
+        str(out / entry["models"]["inversion_step"] / "1" / "model.onnx"),
+        providers=["CPUExecutionProvider"],
+    )
+    step = graphs.InversionStep(G.synthesis, None, feat)
+    dims = {k: entry[k] for k in ("resolution", "num_ws", "w_dim", "z_dim")}
+    dims.update(feature_channels=entry["feature_channels"], feature_resolution=4)
+    _check_step_parity(sess, step, G, feat, dims)
+
+
+def test_imported_step_with_structure_features_matches_autograd(tmp_path):
+    G = tiny_generator(16, seed=1)
+    feat = features.build_feature_net("none", resolution=16)
+    dims = {"resolution": 16, "num_ws": G.num_ws, "w_dim": G.w_dim, "z_dim": G.z_dim}
+    dims.update(feature_channels=3, feature_resolution=16)
+    step = onnx_export.wrap("inversion_step", generator=G, encoder=None, feature_net=feat)
+    path = onnx_export.export_onnx(step, "inversion_step", dims, tmp_path / "step.onnx")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    _check_step_parity(sess, step, G, feat, dims)
+
+
+def test_export_generator_serves_features_and_step_without_encoder(imported_repo, tmp_path):
+    out, meta, G, _ = imported_repo
+    entry = json.loads((out / "stylegate.json").read_text())["generators"]["base"]
+    assert entry == meta["generators"]["base"]
     assert set(entry["models"]) == {"mapping", "synthesis", "features", "inversion_step"}
     assert entry["feature_channels"] == D_CHANNELS[4] and entry["feature_resolution"] == 4
     assert entry["feature_network"].startswith("NVlabs discriminator b16, b8")
-    assert (tmp_path / "inversion_step" / "1" / "model.onnx").exists()
+    assert (out / "inversion_step" / "1" / "model.onnx").exists()
     with pytest.raises(features.FeatureNetworkError, match="no discriminator"):
         api.export_generator(tmp_path / "x", G, features="discriminator", directions=None)
