@@ -51,21 +51,21 @@ def source_of(entry: dict, name: str, checkpoint: Path | None) -> tuple[Path, st
     """(checkpoint file, format, feature choice) of an imported generator's entry;
     ``checkpoint`` overrides the recorded file."""
     source = entry.get("source")
+    fmt = "auto"  # a --checkpoint is read by its content
     if checkpoint is None:
         if not isinstance(source, dict) or "path" not in source:
             raise UserError(
                 f"--model {name}: was not imported with `stylegate export --from` (no source "
                 "checkpoint recorded); pass --checkpoint FILE (its NVlabs .pkl or rosinality .pt)"
             )
-        checkpoint = Path(source["path"])
+        checkpoint, fmt = Path(source["path"]), source.get("format", "auto")
         if not checkpoint.is_file():
             raise UserError(
                 f"--model {name}: its source checkpoint {checkpoint} is missing; "
                 "pass --checkpoint FILE"
             )
-    source = source if isinstance(source, dict) else {}
-    fmt = source.get("format", "auto") if "path" in source else "auto"
-    return checkpoint, fmt, source.get("features")
+    features = source.get("features") if isinstance(source, dict) else None
+    return checkpoint, fmt, features
 
 
 def check_same_model(entry: dict, name: str, checkpoint: Path, generator) -> None:
@@ -149,7 +149,7 @@ def train_encoder(
     checkpoint: Path | None,
     run: Path,
     minutes: float | None,
-    iters: int,
+    iters: int | None,  # None: the recipe's default
     images: Path | None,
     device: str,
     threads: int | None = None,
@@ -177,13 +177,13 @@ def train_encoder(
         format=imported.source_format,
         features=features,
         images=images,
-        iters=iters,
+        **({} if iters is None else {"iters": iters}),
     )
     try:
         trainer = Trainer(
             run=run, device=device, minutes=minutes, threads=threads, save_every=save_every
         )
-        result = trainer.fit(ImportedEncoder, cfg)
+        result = {**trainer.fit(ImportedEncoder, cfg), "total": cfg.iters}
     except ConfigError as e:
         raise UserError(str(e)) from None
     state = torch.load(run / "state.pt", map_location="cpu", weights_only=True)
@@ -229,7 +229,7 @@ def train() -> None:
     help="run directory (default: runs/encoder-NAME); rerun the command to resume",
 )
 @click.option("--minutes", type=float, default=None, help="stop (and install) after this long")
-@click.option("--iters", type=int, default=20000, show_default=True, help="iterations in all")
+@click.option("--iters", type=int, default=None, help="iterations in all (default: 20000)")
 @click.option(
     "--images",
     type=click.Path(path_type=Path, exists=True, file_okay=False),
@@ -263,10 +263,10 @@ def encoder(
     except UserError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
-    done = entry["encoder_training"]["iterations"]
+    done, total = entry["encoder_training"]["iterations"], result["total"]
     click.echo(
-        f"trained {done}/{iters} iterations ({result['seconds']:.0f} s this run) in {run}"
-        + ("" if done >= iters else "; rerun the same command to continue")
+        f"trained {done}/{total} iterations ({result['seconds']:.0f} s this run) in {run}"
+        + ("" if done >= total else "; rerun the same command to continue")
     )
     click.echo(
         f"installed encoder and inversion_step of {model!r} into {repository}: "
