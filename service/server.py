@@ -202,6 +202,12 @@ async def serve(settings: Settings) -> None:
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()
+    # Draining now: a repeated SIGTERM must not kill the clean-up that follows (closing the
+    # loop would otherwise restore the default action, which ends the process at once).
+    # SIGKILL after the grace period still ends it.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.remove_signal_handler(sig)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     await server.stop()
 
 
