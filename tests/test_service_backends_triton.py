@@ -1,6 +1,7 @@
 """service/backends/triton.py without a tritonserver: what it expects of each model, its
-own gauges, and tensors the gateway built wrongly (the Triton runs are in
-tests/test_triton_serving.py)."""
+own gauges, tensors the gateway built wrongly, and how a failed channel is handled (a
+scripted client stands in for tritonclient's). The Triton runs, a kill -9 of it among
+them, are in tests/test_triton_serving.py."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 from support.gateway_fakes import FakeNetworks
+from tritonclient.utils import InferenceServerException
 
 from stylegate.service.backends.triton import (
     BatchStatistics,
@@ -17,7 +19,7 @@ from stylegate.service.backends.triton import (
     check_metadata,
     expected_models,
 )
-from stylegate.service.errors import GatewayError
+from stylegate.service.errors import BackendUnavailable, GatewayError
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +73,152 @@ def test_a_tensor_the_gateway_built_wrongly_is_a_gateway_error(conditional):
         )
     with pytest.raises(GatewayError, match="missing input 'noise_gain'"):
         backend._prepare_inputs(expected, {"ws": np.zeros((1, 4, 8), np.float32)})
+
+
+# ---------------------------------------------------------------------------------------
+# a failed channel: retired, never closed under the calls still on it
+
+
+class ScriptedClient:
+    """tritonclient's aio client as the backend uses it. ``infer`` waits until the test
+    settles it; ``close`` cancels the calls still waiting, as a grpc.aio channel does."""
+
+    def __init__(self, repository, number: int):
+        self.number = number
+        self.expected = expected_models(repository)
+        self.pending: list[asyncio.Future] = []
+        self.closed_with = None  # calls pending when closed
+
+    async def is_server_ready(self, client_timeout=None):
+        return True
+
+    async def is_model_ready(self, model, client_timeout=None):
+        return True
+
+    async def get_model_metadata(self, model, as_json=False, client_timeout=None):
+        return _metadata(self.expected[model])
+
+    async def get_model_config(self, model, as_json=False, client_timeout=None):
+        return {"config": {"max_batch_size": 8}}
+
+    async def infer(self, model, inputs, **kwargs):
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append(future)
+        try:
+            return await future
+        finally:
+            self.pending.remove(future)
+
+    async def close(self):
+        self.closed_with = len(self.pending)
+        for future in list(self.pending):
+            future.cancel()  # what grpc.aio does to the calls of a closed channel
+
+
+class Outputs:
+    def __init__(self, arrays):
+        self.arrays = arrays
+
+    def as_numpy(self, name):
+        return self.arrays[name]
+
+
+def _scripted_backend(repository, **kwargs):
+    backend = TritonBackend(repository, "127.0.0.1:1", backoff_s=0.001, **kwargs)
+    clients: list[ScriptedClient] = []
+
+    def open_client():
+        clients.append(ScriptedClient(repository, len(clients)))
+        return clients[-1]
+
+    backend._open_client = open_client
+    return backend, clients
+
+
+async def _until(predicate, timeout=5.0):
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.001)
+
+
+def _mapping_call(backend, seed):
+    inputs = {
+        "z": np.full((1, 8), seed, np.float32),
+        "c": np.zeros((1, 3), np.float32),
+    }
+    return backend.infer("mapping", inputs, timeout=30)
+
+
+def test_one_failed_call_does_not_cancel_the_others_on_its_channel(conditional):
+    unavailable = InferenceServerException("connection refused", status="StatusCode.UNAVAILABLE")
+    ws = {"w": np.ones((1, 8), np.float32)}
+
+    async def main():
+        backend, clients = _scripted_backend(conditional)
+        await backend.load()
+        calls = [asyncio.create_task(_mapping_call(backend, i)) for i in range(3)]
+        first = clients[0]
+        await _until(lambda: len(first.pending) == 3)
+        first.pending[0].set_exception(unavailable)  # Triton went away under one call
+        # it is retried on a fresh channel; the old one stays open for the two others
+        await _until(lambda: len(clients) == 2 and len(clients[1].pending) == 1)
+        assert first.closed_with is None and not any(c.done() for c in calls)
+        assert not backend.ready  # unavailable until a call goes through again
+        for future in [*first.pending, *clients[1].pending]:
+            future.set_result(Outputs(ws))
+        results = await asyncio.gather(*calls)
+        assert first.closed_with == 0  # closed once its last call ended
+        assert clients[1].closed_with is None
+        assert backend.ready
+        await backend.close()
+        assert clients[1].closed_with == 0
+        return results
+
+    for result in asyncio.run(main()):
+        np.testing.assert_array_equal(result["w"], ws["w"])
+
+
+def test_a_cancellation_the_caller_did_not_ask_for_is_unavailable(conditional):
+    async def main():
+        backend, clients = _scripted_backend(conditional, retries=0)
+        await backend.load()
+        mine = asyncio.create_task(_mapping_call(backend, 0))
+        theirs = asyncio.create_task(_mapping_call(backend, 1))
+        await _until(lambda: len(clients[0].pending) == 2)
+        # the channel cancels one call (as closing it would): the backend's failure
+        clients[0].pending[1].cancel()
+        with pytest.raises(BackendUnavailable, match="cancelled by the channel"):
+            await theirs
+        # the client going away cancels the caller's task: that stays a cancellation
+        mine.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await mine
+        assert mine.cancelled()
+        # and a CANCELLED status from Triton is its failure too, never the client's
+        call = asyncio.create_task(_mapping_call(backend, 2))
+        await _until(lambda: clients[-1].pending)
+        clients[-1].pending[0].set_exception(
+            InferenceServerException("server shutting down", status="StatusCode.CANCELLED")
+        )
+        with pytest.raises(BackendUnavailable, match="cancelled by Triton"):
+            await call
+        await backend.close()
+
+    asyncio.run(main())
+
+
+def test_closing_the_backend_fails_its_calls_with_unavailable(conditional):
+    async def main():
+        backend, clients = _scripted_backend(conditional)
+        await backend.load()
+        calls = [asyncio.create_task(_mapping_call(backend, i)) for i in range(2)]
+        await _until(lambda: len(clients[0].pending) == 2)
+        await backend.close()
+        assert clients[0].closed_with == 2
+        for call in calls:
+            with pytest.raises(BackendUnavailable, match="backend closed"):
+                await call
+        with pytest.raises(BackendUnavailable, match="not loaded"):
+            await _mapping_call(backend, 3)
+
+    asyncio.run(main())

@@ -3,7 +3,11 @@
 steps of many inversions) into batches; ``batch_statistics`` reports how big they are.
 
 Transport failures become ``BackendUnavailable``; the client is created lazily and
-re-created after a failure, so the gateway recovers by itself when Triton comes back.
+re-created after a failure, so the gateway recovers by itself when Triton comes back. A
+failed channel is retired, not closed under the calls still using it: closing a gRPC aio
+channel cancels every call on it (docs/design.md, "Triton without Docker"), and a
+cancellation the caller did not ask for is a failure of the backend (UNAVAILABLE), never
+the client going away.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ from stylegate.service import metrics
 from stylegate.service.backends.base import Priority
 from stylegate.service.errors import (
     BackendUnavailable,
-    Cancelled,
     DeadlineExceeded,
     GatewayError,
     NotFound,
@@ -50,6 +53,18 @@ CHANNEL_ARGS = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
 ]
+
+
+class _Channel:
+    """One Triton client and the calls using it. Retired after a transport failure (new
+    calls get a fresh channel), it is closed when its last call ends, never before."""
+
+    def __init__(self, client: aioclient.InferenceServerClient, loop: asyncio.AbstractEventLoop):
+        self.client = client
+        self.loop = loop
+        self.users = 0
+        self.retired = False
+        self.closed = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,8 +176,7 @@ class TritonBackend:
         self._backoff_s = backoff_s
         self._connect_timeout_s = connect_timeout_s
         self._channel_args = channel_args if channel_args is not None else CHANNEL_ARGS
-        self._client: aioclient.InferenceServerClient | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._channel: _Channel | None = None  # the one new calls use
         self._expected: dict[str, ExpectedModel] = {}
         self._max_batch: dict[str, int] = {}
         self._loaded = False
@@ -238,11 +252,18 @@ class TritonBackend:
             metrics.TRITON_MEAN_BATCH.labels(model).set(st.mean_batch_size)
 
     async def healthy(self) -> bool:
-        client = self._client_now()
         try:
-            ok = bool(await client.is_server_ready(client_timeout=self._connect_timeout_s))
-        except InferenceServerException as exc:
-            await self._transport_failed(exc, client)
+            ok = bool(
+                await self._call(
+                    "(server)",
+                    None,
+                    lambda c, t: c.is_server_ready(client_timeout=self._connect_timeout_s),
+                    verify=False,
+                    retries=0,
+                )
+            )
+        except Exception:  # noqa: BLE001 - unreachable, timed out or broken: not healthy
+            self._available = False
             return False
         self._available = ok
         return ok
@@ -284,9 +305,13 @@ class TritonBackend:
         return result
 
     async def close(self) -> None:
+        """Close the channel now: calls still on it fail with BackendUnavailable."""
         self._closed = True
         self._loaded = False
-        await self._drop_client(self._client)
+        channel, self._channel = self._channel, None
+        if channel is not None and channel.loop is asyncio.get_running_loop():
+            channel.retired = True
+            await self._close_channel(channel)
 
     # -- statistics -------------------------------------------------------------------
 
@@ -323,65 +348,103 @@ class TritonBackend:
 
     # -- internals --------------------------------------------------------------------
 
-    def _client_now(self) -> aioclient.InferenceServerClient:
-        """The client, created on first use in the running event loop (a gRPC aio channel
-        belongs to the loop that made it)."""
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._client = aioclient.InferenceServerClient(
-                self.url, channel_args=self._channel_args
-            )
-            self._client_loop = loop
-        return self._client
+    def _open_client(self) -> aioclient.InferenceServerClient:
+        """A client on a new channel to Triton: the one place the channel is made."""
+        return aioclient.InferenceServerClient(self.url, channel_args=self._channel_args)
 
-    async def _drop_client(self, client) -> None:
-        if client is None:
+    def _acquire(self) -> _Channel:
+        """The current channel, created on first use in the running event loop (a gRPC aio
+        channel belongs to the loop that made it), counted as used until ``_release``."""
+        loop = asyncio.get_running_loop()
+        channel = self._channel
+        if channel is None or channel.loop is not loop:
+            # a channel of another (finished) loop cannot be closed from this one
+            channel = self._channel = _Channel(self._open_client(), loop)
+        channel.users += 1
+        return channel
+
+    async def _release(self, channel: _Channel) -> None:
+        channel.users -= 1
+        if channel.retired and channel.users == 0:
+            await self._close_channel(channel)
+
+    async def _retire(self, channel: _Channel) -> None:
+        """New calls get a fresh channel (no waiting out gRPC's reconnect backoff); this
+        one is closed once no call uses it (closing it now would cancel them)."""
+        if channel is self._channel:
+            self._channel = None
+        channel.retired = True
+        if channel.users == 0:
+            await self._close_channel(channel)
+
+    @staticmethod
+    async def _close_channel(channel: _Channel) -> None:
+        if channel.closed:
             return
-        if client is self._client:
-            self._client = None
-            self._client_loop = None
+        channel.closed = True
         try:
-            await client.close()
+            await channel.client.close()
         except Exception as exc:  # noqa: BLE001 - closing a broken channel may fail
             log.debug("closing the Triton channel failed: %r", exc)
 
-    async def _transport_failed(self, exc: InferenceServerException, client) -> None:
-        """Triton unreachable: a fresh channel next time (no waiting out gRPC's reconnect
-        backoff), and every model checked again before its next call (Triton may come
-        back with other models)."""
+    async def _transport_failed(self, exc: Exception, channel: _Channel) -> None:
+        """Triton unreachable: the channel retired, and every model checked again before
+        its next call (Triton may come back with other models)."""
         if self._available:
-            log.warning("triton unavailable", extra={"url": self.url, "error": exc.message()})
+            log.warning("triton unavailable", extra={"url": self.url, "error": str(exc)})
         self._available = False
         self._stale = set(self._expected)
-        await self._drop_client(client)
+        await self._retire(channel)
 
-    async def _call(self, model: str, deadline: float | None, fn, *, verify: bool = True):
+    async def _call(
+        self,
+        model: str,
+        deadline: float | None,
+        fn,
+        *,
+        verify: bool = True,
+        retries: int | None = None,  # None: the backend's
+    ):
         """``await fn(client, timeout)``, first checking ``model`` again if it is stale;
         transport failures retried with exponential backoff within the deadline."""
+        retries = self._retries if retries is None else retries
         attempt = 0
         while True:
-            client = self._client_now()
             timeout = self._timeout_left(deadline, model)
+            channel = self._acquire()
             try:
                 if verify and model in self._stale:
-                    problems = await self._verify_model(client, timeout, model)
+                    problems = await self._verify_model(channel.client, timeout, model)
                     if problems:
                         raise BackendUnavailable("; ".join(problems))
                     timeout = self._timeout_left(deadline, model)
-                return await fn(client, timeout)
+                return await fn(channel.client, timeout)
             except InferenceServerException as exc:
                 metrics.BACKEND_ERRORS.labels(self.name, model).inc()
                 error, transport = self._error(exc, model)
-                if not transport or self._closed:
-                    raise error from None
-                await self._transport_failed(exc, client)
-                delay = self._backoff_s * (2**attempt) * random.uniform(0.5, 1.5)
-                if attempt >= self._retries or (
-                    deadline is not None and time.monotonic() + delay >= deadline
-                ):
-                    raise error from None
-                attempt += 1
-                await asyncio.sleep(delay)
+                failure: Exception = exc
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise  # the caller's own cancellation: the client went away
+                # gRPC cancelled the call under us (its channel was closed): a failure of
+                # the backend, which the client must hear about as one
+                metrics.BACKEND_ERRORS.labels(self.name, model).inc()
+                reason = "backend closed" if self._closed else "call cancelled by the channel"
+                error = BackendUnavailable(f"Triton at {self.url}, model {model!r}: {reason}")
+                transport, failure = True, error
+            finally:
+                await self._release(channel)
+            if not transport or self._closed:
+                raise error from None
+            await self._transport_failed(failure, channel)
+            delay = self._backoff_s * (2**attempt) * random.uniform(0.5, 1.5)
+            if attempt >= retries or (
+                deadline is not None and time.monotonic() + delay >= deadline
+            ):
+                raise error from None
+            attempt += 1
+            await asyncio.sleep(delay)
 
     def _timeout_left(self, deadline: float | None, model: str) -> float | None:
         if deadline is None:
@@ -475,9 +538,11 @@ class TritonBackend:
         if status == "DEADLINE_EXCEEDED":
             return DeadlineExceeded(f"{where}: {message}"), False
         if status == "CANCELLED":
+            # never the client's cancellation (that cancels the caller's task): Triton's
+            # side or the channel's, so a failure of the backend
             if self._closed:
                 return BackendUnavailable(f"{where}: backend closed"), False
-            return Cancelled(f"{where}: {message}"), False
+            return BackendUnavailable(f"{where}: cancelled by Triton: {message}"), True
         if status == "NOT_FOUND" or "not ready" in message:  # unloaded / unknown model
             return BackendUnavailable(f"{where}: {message}"), False
         if status == "INVALID_ARGUMENT":  # Triton rejects a tensor the gateway built
