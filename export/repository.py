@@ -88,6 +88,15 @@ def write_model(
     return record
 
 
+def w_spread(g: N.Generator, *, samples: int = 10_000, seed: int = 0) -> float:
+    """RMS distance of sampled w from w_avg: the scale of the noise the ``optimize``
+    inversion adds to w early on (the NVlabs projector's w_std)."""
+    with torch.no_grad():
+        z = torch.randn(samples, g.z_dim, generator=torch.Generator().manual_seed(seed))
+        w = g.mapping(z)  # [N, w_dim]
+        return float(((w - g.mapping.w_avg) ** 2).sum(dim=1).mean().sqrt())
+
+
 def write_repository(
     out: str | os.PathLike,
     generators: list[GeneratorSpec],
@@ -140,6 +149,7 @@ def write_repository(
             **dims,
             "layer_resolutions": [int(r) for r in g.synthesis.layer_resolutions],
             "w_avg": [float(v) for v in g.mapping.w_avg.float()],
+            "w_std": w_spread(g),
             "models": {k: models[k] for k in order if k in models},
             **spec.extra,
         }

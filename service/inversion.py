@@ -76,6 +76,10 @@ DEFAULTS: dict[str, MethodDefaults] = {
     "encoder": MethodDefaults(0.0, _weights(METHOD_WEIGHTS["encoder"]), "w_plus"),
 }
 DEFAULT_STEPS = 100
+# Methods that add a decaying noise to w (fraction of the steps it lasts): ``optimize``
+# starts from w_avg, where the noise helps it leave the average face (docs/design.md,
+# "Reference behaviour of the anchors").
+NOISE_RAMP = {"optimize": 0.75}
 # relative; on the shipped models 100 -> ~72 steps at -0.01 dB (docs/benchmarks.md)
 DEFAULT_EARLY_STOP_TOL = 0.004
 DEFAULT_EARLY_STOP_WINDOW = 10
@@ -96,6 +100,18 @@ class InversionOptions:
     early_stop_tol: float = DEFAULT_EARLY_STOP_TOL  # relative; 0 disables
     early_stop_window: int = DEFAULT_EARLY_STOP_WINDOW
     warmup: float = 0.05  # fraction of steps of linear LR warm-up
+    # Noise on the evaluated latent, ``initial_noise * w_std`` at the start and decaying
+    # quadratically to 0 over the first ``noise_ramp`` fraction of the steps (the NVlabs
+    # projector's way out of a poor start); 0 disables it.
+    noise_ramp: float = 0.0
+    initial_noise: float = 0.05
+
+    def noise_at(self, step: int, w_std: float) -> float:
+        """Standard deviation of the noise added to the latent evaluated at ``step``."""
+        if self.noise_ramp <= 0 or self.steps <= 0 or w_std <= 0:
+            return 0.0
+        left = max(0.0, 1.0 - step / (self.noise_ramp * self.steps))
+        return w_std * self.initial_noise * left * left
 
     def weights_array(self) -> np.ndarray:
         """The step's ``loss_weights`` input [1, len(LOSS_TERMS)], in LOSS_TERMS order."""
@@ -154,6 +170,7 @@ def options(
         mask=mask,
         early_stop_tol=tol,
         early_stop_window=window,
+        noise_ramp=NOISE_RAMP.get(method, 0.0),
     )
 
 
@@ -345,8 +362,11 @@ async def _run(
     lr_t = 0.0
     evaluations = max(steps, 0) + 1  # step t evaluates the latent after t updates
     run = 0
+    noise = np.random.default_rng(0)  # the same request gives the same result
     for t in range(evaluations):
-        ws = np.broadcast_to(x, (gen.num_ws, gen.w_dim)) if space == "w" else x
+        sigma = opts.noise_at(t, gen.w_std)
+        point = x + sigma * noise.standard_normal(x.shape, dtype=np.float32) if sigma else x
+        ws = np.broadcast_to(point, (gen.num_ws, gen.w_dim)) if space == "w" else point
         out = await backend.infer(
             step_model,
             {
@@ -367,9 +387,11 @@ async def _run(
                 raise InvalidInput("the loss is not finite for this image", field="image")
             early_stopped = True
             break
-        if best is None or loss < best[0]:
-            best = (loss, terms, np.array(ws), out["image"][0])
-        best_history.append(best[0])
+        # A noisy evaluation is not a candidate result (the noise is gone by the last step).
+        if not sigma:
+            if best is None or loss < best[0]:
+                best = (loss, terms, np.array(ws), out["image"][0])
+            best_history.append(best[0])
         if t > 0:
             run = t
             metrics.INVERSION_STEPS.labels(method).inc()

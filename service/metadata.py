@@ -50,6 +50,7 @@ class GeneratorInfo:
     attributes: tuple[str, ...]
     directions: Mapping[str, Direction]
     c_dim: int = 0  # classes of a class-conditional generator (one-hot ``c``); 0: none
+    w_std: float = 0.0  # RMS distance of w from w_avg; 0: unknown (no noise in ``optimize``)
 
     @property
     def inversion_methods(self) -> tuple[str, ...]:
@@ -168,6 +169,7 @@ def _generator(name: str, raw: Mapping[str, Any]) -> GeneratorInfo:
             d: _direction(d, v, w_dim, num_ws) for d, v in (raw.get("directions") or {}).items()
         },
         c_dim=int(raw.get("c_dim", 0)),
+        w_std=float(raw.get("w_std", 0.0)),
     )
 
 

@@ -284,6 +284,10 @@ def test_metadata_describes_the_models(meta, tiny_models):
     assert (base["feature_channels"], base["feature_resolution"]) == (16, 4)
     assert base["layer_resolutions"] == G.synthesis.layer_resolutions
     np.testing.assert_allclose(base["w_avg"], G.mapping.w_avg.numpy(), rtol=1e-6)
+    with torch.no_grad():  # w_std: RMS distance of sampled w from w_avg
+        w = G.mapping(torch.randn(4000, G.z_dim, generator=torch.Generator().manual_seed(1)))
+        rms = float(((w - G.mapping.w_avg) ** 2).sum(1).mean().sqrt())
+    assert base["w_std"] == pytest.approx(rms, rel=0.05)
     assert base["attributes"][0] == "smile"
 
 

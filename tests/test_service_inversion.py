@@ -4,6 +4,7 @@ networks (no onnxruntime, no gRPC)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 
@@ -91,6 +92,44 @@ def test_w_space_keeps_every_layer_equal(fake):
     )
     assert r.space == "w" and r.steps == 20
     np.testing.assert_array_equal(r.ws, np.broadcast_to(r.ws[0], r.ws.shape))
+
+
+class _Recording(FakeBackend):
+    """The fake backend, keeping every latent the inversion step was asked to evaluate."""
+
+    def __init__(self, nets):
+        super().__init__(nets)
+        self.evaluated: list[np.ndarray] = []
+
+    async def infer(self, model, inputs, **kwargs):
+        if model.endswith("inversion_step"):
+            self.evaluated.append(np.array(inputs["ws"][0]))
+        return await super().infer(model, inputs, **kwargs)
+
+
+def test_optimize_adds_decaying_noise_to_w_and_returns_a_clean_latent(fake):
+    nets, _, gen = fake
+    opts = inversion.options("optimize", steps=20, early_stop_tol=0)
+    assert opts.noise_at(0, 2.0) == pytest.approx(0.1)  # 5% of w_std at the start
+    assert opts.noise_at(15, 2.0) == opts.noise_at(20, 2.0) == 0.0  # gone after 75%
+    assert inversion.options("in_domain").noise_at(0, 2.0) == 0.0
+
+    def run(w_std: float) -> tuple[inversion.Inversion, list[np.ndarray]]:
+        backend = _Recording(nets)
+        noisy = dataclasses.replace(gen, w_std=w_std)
+        result = asyncio.run(inversion.invert(backend, noisy, target_of(nets, gen), opts))
+        return result, backend.evaluated
+
+    clean, clean_points = run(0.0)
+    noisy, noisy_points = run(2.0)
+    np.testing.assert_array_equal(clean_points[0][0], gen.w_avg)  # no noise: starts at w_avg
+    first = noisy_points[0][0] - gen.w_avg
+    assert 0.05 < float(np.sqrt(np.mean(first**2))) < 0.2  # about 0.1 per element
+    # the result is one of the noise-free evaluations, and the same request gives it again
+    assert any(np.array_equal(noisy.ws, p) for p in noisy_points[15:])
+    again, _ = run(2.0)
+    np.testing.assert_array_equal(again.ws, noisy.ws)
+    assert not np.array_equal(noisy.ws, clean.ws)
 
 
 def test_mask_and_weights_reach_the_step(fake):
