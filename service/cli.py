@@ -14,13 +14,78 @@ import grpc
 import numpy as np
 from PIL import Image
 
-SERVER_OPTION = click.option(
-    "--server",
-    default="localhost:50051",
-    show_default=True,
-    envvar="STYLEGATE_SERVER",
-    help="gateway address HOST:PORT",
-)
+
+def _remember(ctx: click.Context, param: click.Parameter, value):
+    """Connection options are kept in ctx.meta for ``_client`` (every client command,
+    and every subcommand of a group, gets them without a parameter of its own)."""
+    if value is not None and value is not False:
+        ctx.meta.setdefault(CONNECTION, {})[param.name] = value
+    return value
+
+
+CONNECTION = "stylegate.connection"
+_CONNECTION_OPTIONS = [
+    click.option(
+        "--tls",
+        is_flag=True,
+        default=False,
+        envvar="STYLEGATE_TLS",
+        expose_value=False,
+        callback=_remember,
+        help="connect with TLS, the system's CA roots (implied by --tls-ca/--tls-cert)",
+    ),
+    click.option(
+        "--tls-ca",
+        envvar="STYLEGATE_TLS_CA",
+        expose_value=False,
+        callback=_remember,
+        help="PEM CA of the gateway's certificate",
+    ),
+    click.option(
+        "--tls-cert",
+        envvar="STYLEGATE_TLS_CLIENT_CERT",
+        expose_value=False,
+        callback=_remember,
+        help="PEM client certificate (mutual TLS)",
+    ),
+    click.option(
+        "--tls-key",
+        envvar="STYLEGATE_TLS_CLIENT_KEY",
+        expose_value=False,
+        callback=_remember,
+        help="PEM key of --tls-cert",
+    ),
+    click.option(
+        "--tls-server-name",
+        envvar="STYLEGATE_TLS_SERVER_NAME",
+        expose_value=False,
+        callback=_remember,
+        help="name the gateway's certificate must carry, if not the --server host",
+    ),
+    click.option(
+        "--token-file",
+        envvar="STYLEGATE_TOKEN_FILE",
+        expose_value=False,
+        callback=_remember,
+        help="file holding the bearer token (or set STYLEGATE_TOKEN)",
+    ),
+    click.option(
+        "--server",
+        default="localhost:50051",
+        show_default=True,
+        envvar="STYLEGATE_SERVER",
+        help="gateway address HOST:PORT",
+    ),
+]
+
+
+def SERVER_OPTION(command):
+    """--server and the TLS / token options of a client command."""
+    for option in reversed(_CONNECTION_OPTIONS):
+        command = option(command)
+    return command
+
+
 MODEL_OPTION = click.option("--model", default="", help="generator (default: the repository's)")
 
 
@@ -81,14 +146,33 @@ def fail(err: grpc.RpcError) -> None:
 
 
 def _client(server: str, timeout: float | None = None):
-    from stylegate.service.client import StylegateClient
+    """A client with the connection options of the command line (or environment); a
+    missing or unusable certificate, key or token file is one line and exit status 2."""
+    import os
 
-    return StylegateClient(server, timeout=timeout)
+    from stylegate.service.client import StylegateClient
+    from stylegate.service.security import SecurityConfigError
+
+    ctx = click.get_current_context(silent=True)
+    options = dict(ctx.meta.get(CONNECTION, {})) if ctx is not None else {}
+    token_file = options.pop("token_file", None)
+    token = os.environ.get("STYLEGATE_TOKEN") or None
+    if token_file:
+        try:
+            token = Path(token_file).read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            _usage_error(f"--token-file {token_file}: cannot read it ({exc.__class__.__name__})")
+        if not token:
+            _usage_error(f"--token-file {token_file} is empty")
+    try:
+        return StylegateClient(server, timeout=timeout, token=token, **options)
+    except SecurityConfigError as exc:
+        _usage_error(str(exc))
 
 
 @click.command()
 @click.option("--port", type=int, default=None, help="gRPC port [50051]")
-@click.option("--host", default=None, help="bind address [0.0.0.0]")
+@click.option("--host", default=None, help="bind address; 0.0.0.0 = every interface [127.0.0.1]")
 @click.option(
     "--metrics-port", type=int, default=None, help="Prometheus /metrics port, 0 = off [9090]"
 )
@@ -102,15 +186,35 @@ def _client(server: str, timeout: float | None = None):
 @click.option("--max-batch", type=int, default=None, help="micro-batcher samples per run [32]")
 @click.option("--batch-window-ms", type=float, default=None, help="micro-batcher window [2]")
 @click.option("--log-level", default=None, help="[INFO]")
+@click.option("--tls-cert", default=None, help="PEM certificate chain: serve TLS [plaintext]")
+@click.option("--tls-key", default=None, help="PEM private key of --tls-cert")
+@click.option("--tls-client-ca", default=None, help="PEM CA of client certificates: mutual TLS")
+@click.option(
+    "--auth-file", default=None, help="access file: NAME CREDENTIAL GRANTS per line [no auth]"
+)
+@click.option("--reflection/--no-reflection", default=None, help="gRPC reflection [off]")
+@click.option("--metrics-host", default=None, help="bind address of /metrics [--host]")
+@click.option("--health-port", type=int, default=None, help="plaintext health-only port [0: off]")
+@click.option("--triton-tls-ca", default=None, help="PEM CA of Triton's certificate (TLS)")
+@click.option("--triton-tls-cert", default=None, help="PEM client certificate for Triton")
+@click.option("--triton-tls-key", default=None, help="PEM key of --triton-tls-cert")
 def serve(**flags) -> None:
-    """Run the gateway (flags override STYLEGATE_* environment variables)."""
+    """Run the gateway (flags override STYLEGATE_* environment variables). SIGHUP re-reads
+    the model repository and the access file; TLS files are re-read when they change."""
     from stylegate.service import logs
+    from stylegate.service.security import SecurityConfigError
     from stylegate.service.server import serve as run
     from stylegate.service.settings import Settings
 
-    settings = Settings.load(**flags)
+    try:
+        settings = Settings.load(**flags)
+    except ValueError as exc:
+        _usage_error(str(exc))
     logs.configure(settings.log_level, json_lines=settings.log_json)
-    asyncio.run(run(settings))
+    try:
+        asyncio.run(run(settings))
+    except SecurityConfigError as exc:
+        _usage_error(str(exc))
 
 
 @click.command()

@@ -4,6 +4,9 @@ with StylegateClient("localhost:50051") as c:
     images = c.generate([0, 1, 2], truncation=0.7)
     result = c.invert(open("face.png", "rb").read(), on_progress=print)
     edited = c.edit(tensor_to_array(result.ws), [("smile", 3.0)])
+
+TLS: ``StylegateClient(address, tls_ca="ca.pem")`` (``tls=True`` with the system's roots),
+plus ``tls_cert=`` / ``tls_key=`` for mutual TLS; ``token=`` sends ``authorization: Bearer``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 
 from stylegate.protos.v1 import stylegate_pb2 as pb
 from stylegate.protos.v1 import stylegate_pb2_grpc as pb_grpc
+from stylegate.service.security import channel_credentials
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 FORMATS = {
@@ -101,16 +105,29 @@ class StylegateClient:
         *,
         timeout: float | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        tls: bool = False,  # TLS with the system's roots (implied by tls_ca / tls_cert)
+        tls_ca: str | None = None,  # PEM CA of the gateway's certificate
+        tls_cert: str | None = None,  # PEM client certificate (mutual TLS)
+        tls_key: str | None = None,  # PEM key of tls_cert
+        tls_server_name: str | None = None,  # name the certificate must have, if not the host
+        token: str | None = None,  # bearer token (the gateway's access file)
     ):
+        """Missing or unusable TLS files raise ``security.SecurityConfigError``."""
         self.address = address
         self.timeout = timeout  # default deadline of every call, seconds
-        self.channel = grpc.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_send_message_length", max_message_bytes),
-                ("grpc.max_receive_message_length", max_message_bytes),
-            ],
-        )
+        options: list[tuple[str, object]] = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+        ]
+        if tls or tls_ca or tls_cert or tls_key:
+            if tls_server_name:
+                options.append(("grpc.ssl_target_name_override", tls_server_name))
+            creds = channel_credentials(tls_ca, tls_cert, tls_key)
+            self.channel = grpc.secure_channel(address, creds, options=options)
+        else:
+            self.channel = grpc.insecure_channel(address, options=options)
+        if token:
+            self.channel = grpc.intercept_channel(self.channel, _BearerToken(token))
         self.stub = pb_grpc.StyleGateStub(self.channel)
 
     def __enter__(self) -> StylegateClient:  # noqa: PYI034 - Self needs Python 3.11
@@ -330,3 +347,33 @@ class StylegateClient:
             return_latents=return_latents,
         )
         return self.stub.Interpolate(req, timeout=self._t(timeout))
+
+
+class _BearerToken(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds ``authorization: Bearer <token>`` to every call."""
+
+    def __init__(self, token: str):
+        self._header = ("authorization", f"Bearer {token}")
+
+    def __repr__(self) -> str:  # never the token
+        return "_BearerToken(...)"
+
+    def _details(self, details):
+        return details._replace(metadata=[*(details.metadata or ()), self._header])
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation, details, requests):
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation, details, requests):
+        return continuation(self._details(details), requests)

@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from stylegate.protos.v1 import stylegate_pb2 as pb
 from stylegate.protos.v1 import stylegate_pb2_grpc as pb_grpc
-from stylegate.service import metrics
+from stylegate.service import metrics, security
 from stylegate.service.backends.base import Backend
 from stylegate.service.errors import StylegateError
 from stylegate.service.metadata import RepositoryInfo, load_repository
@@ -45,7 +45,13 @@ def make_backend(settings: Settings, repository: RepositoryInfo) -> Backend:
     if settings.backend == "triton":
         from stylegate.service.backends.triton import TritonBackend
 
-        return TritonBackend(repository, settings.triton_url)
+        credentials = security.triton_credentials(
+            settings.triton_tls,
+            settings.triton_tls_ca,
+            settings.triton_tls_cert,
+            settings.triton_tls_key,
+        )
+        return TritonBackend(repository, settings.triton_url, credentials=credentials)
     raise ValueError(f"unknown backend {settings.backend!r} (embedded or triton)")
 
 
@@ -58,8 +64,13 @@ class GatewayServer:
         servicer: StyleGateServicer,
         health_servicer: health.aio.HealthServicer,
         settings: Settings,
+        *,
+        health_server: grpc.aio.Server | None = None,  # plaintext health-only port, if any
+        access: security.AccessFile | None = None,  # the access file, if any
     ):
         self.grpc = server
+        self.health_server = health_server
+        self.access = access
         self.servicer = servicer
         self.health = health_servicer
         self.settings = settings
@@ -73,6 +84,8 @@ class GatewayServer:
         await self._set_serving(False, force=True)
         await self.backend.load()
         await self.grpc.start()
+        if self.health_server is not None:
+            await self.health_server.start()
         await self._set_serving(True, force=True)
         metrics.BACKEND_UP.labels(self.backend.name).set(1)
         if self.settings.health_interval_s > 0:
@@ -135,6 +148,8 @@ class GatewayServer:
                 extra={"in_flight": self.servicer.in_flight.count},
             )
         await self.grpc.stop(0.5)
+        if self.health_server is not None:
+            await self.health_server.stop(0.5)
         await self.backend.close()
         log.info("gateway stopped")
 
@@ -150,8 +165,12 @@ def create_server(
     repository: RepositoryInfo | None = None,  # None: read settings.model_repository
 ) -> tuple[GatewayServer, int]:
     """Build the gateway bound to ``address`` (``host:0`` picks a free port). Call
-    ``await server.start()`` inside the event loop that will run it."""
+    ``await server.start()`` inside the event loop that will run it. TLS, the access
+    file, reflection and the health-only port follow the settings; a certificate or
+    access file that cannot be used raises ``security.SecurityConfigError``."""
     settings = settings or Settings.load()
+    tls = security.server_tls(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+    access = security.AccessFile(settings.auth_file) if settings.auth_file else None
     repository = repository or load_repository(settings.model_repository)
     backend = backend or make_backend(settings, repository)
     server = grpc.aio.server(
@@ -159,34 +178,55 @@ def create_server(
             ("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
+        interceptors=[security.AccessInterceptor(access)],
     )
     servicer = StyleGateServicer(settings, repository, backend)
     pb_grpc.add_StyleGateServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    port = server.add_insecure_port(address)
+    if settings.reflection:
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+    if tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, tls.credentials())
     if port == 0:
         raise OSError(f"cannot bind {address}")
-    return GatewayServer(server, servicer, health_servicer, settings), port
+    health_server = None
+    if settings.health_port:
+        # Kubelets' gRPC probes speak plaintext only: health, and nothing else, on its own port.
+        health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+        health_address = f"{address.rsplit(':', 1)[0]}:{settings.health_port}"
+        if health_server.add_insecure_port(health_address) == 0:
+            raise OSError(f"cannot bind {health_address}")
+    gateway = GatewayServer(
+        server, servicer, health_servicer, settings, health_server=health_server, access=access
+    )
+    return gateway, port
 
 
 async def serve(settings: Settings) -> None:
     """Run the gateway until SIGINT/SIGTERM, then shut down gracefully; SIGHUP reloads the
     model repository (like the Reload RPC)."""
-    if settings.metrics_port:
-        metrics.serve_metrics(settings.metrics_port, addr=settings.host)
     server, port = create_server(f"{settings.host}:{settings.port}", settings)
+    if settings.metrics_port:
+        metrics.serve_metrics(settings.metrics_port, addr=settings.metrics_host or settings.host)
     await server.start()
     log.info(
         "listening",
         extra={
+            "host": settings.host,
             "port": port,
             "metrics_port": settings.metrics_port,
+            "health_port": settings.health_port,
             "model_repository": settings.model_repository,
+            "tls": "mutual" if settings.tls_client_ca else bool(settings.tls_cert),
+            "access_file": bool(settings.auth_file),
+            "reflection": settings.reflection,
         },
     )
     stop = asyncio.Event()
@@ -212,6 +252,9 @@ async def serve(settings: Settings) -> None:
 
 
 async def _reload_logged(server: GatewayServer) -> None:
-    """SIGHUP: reload; a failure is logged by the servicer and the old repository stays."""
+    """SIGHUP: reload (and re-read the access file); a failure is logged and the old
+    repository (or access policy) stays. Certificates are re-read at the next handshake."""
+    if server.access is not None:
+        server.access.reload()
     with contextlib.suppress(StylegateError):
         await server.servicer.reload()

@@ -14,7 +14,7 @@ ENV_PREFIX = "STYLEGATE_"
 @dataclasses.dataclass(frozen=True)
 class Settings:
     # serving
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # containers pass 0.0.0.0 (Dockerfile, k8s/base/gateway.yaml)
     port: int = 50051
     metrics_port: int = 9090  # 0 = no metrics HTTP server
     backend: str = "embedded"  # embedded | triton
@@ -22,6 +22,19 @@ class Settings:
     triton_url: str = "localhost:8001"
     log_level: str = "INFO"
     log_json: bool = True
+
+    # security (service/security.py): transport, access, what is exposed
+    tls_cert: str = ""  # PEM certificate chain of the gRPC port; "" = plaintext
+    tls_key: str = ""  # PEM private key of tls_cert
+    tls_client_ca: str = ""  # PEM CA of client certificates; set = mutual TLS, required
+    auth_file: str = ""  # access file (NAME CREDENTIAL GRANTS per line); "" = no authorization
+    reflection: bool = False  # gRPC server reflection (grpcurl without the .proto files)
+    metrics_host: str = ""  # bind address of /metrics; "" = host
+    health_port: int = 0  # plaintext port with grpc.health.v1 only (kubelet probes); 0 = none
+    triton_tls: bool = False  # TLS to Triton (implied by any triton_tls_* file)
+    triton_tls_ca: str = ""  # PEM CA of Triton's certificate; "" = the system's roots
+    triton_tls_cert: str = ""  # PEM client certificate for Triton (mutual TLS)
+    triton_tls_key: str = ""  # PEM key of triton_tls_cert
 
     # embedded backend
     intra_op_threads: int = 2  # onnxruntime threads per session run

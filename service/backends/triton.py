@@ -168,7 +168,9 @@ class TritonBackend:
         backoff_s: float = 0.05,  # first retry delay, doubled each retry (with jitter)
         connect_timeout_s: float = 5.0,  # per control call (readiness, metadata, statistics)
         channel_args: list[tuple[str, object]] | None = None,  # None: CHANNEL_ARGS
+        credentials=None,  # () -> grpc.ChannelCredentials for TLS (read per channel); None: plain
     ):
+        self._credentials = credentials
         self.url = url
         self._repository = repository
         self._only = set(models) if models is not None else None
@@ -350,7 +352,10 @@ class TritonBackend:
 
     def _open_client(self) -> aioclient.InferenceServerClient:
         """A client on a new channel to Triton: the one place the channel is made."""
-        return aioclient.InferenceServerClient(self.url, channel_args=self._channel_args)
+        creds = self._credentials() if self._credentials is not None else None
+        return aioclient.InferenceServerClient(
+            self.url, channel_args=self._channel_args, creds=creds
+        )
 
     def _acquire(self) -> _Channel:
         """The current channel, created on first use in the running event loop (a gRPC aio
