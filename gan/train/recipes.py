@@ -8,9 +8,10 @@ from stylegate.gan.train.classifier import Classifier
 from stylegate.gan.train.encoder import Encoder
 from stylegate.gan.train.gan import Gan
 from stylegate.gan.train.imported_encoder import ImportedEncoder
+from stylegate.gan.train.resample import Resample
 from stylegate.gan.train.trainer import Recipe
 from stylegate.gan.train.transfer import Transfer
 
 RECIPES: dict[str, type[Recipe]] = {
-    r.name: r for r in (Classifier, Autoencoder, Gan, Encoder, Transfer, ImportedEncoder)
+    r.name: r for r in (Classifier, Autoencoder, Gan, Encoder, Transfer, ImportedEncoder, Resample)
 }

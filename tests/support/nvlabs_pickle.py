@@ -209,8 +209,12 @@ def write_snapshot(
     conv_clamp: float | None = 256,
     augment: bool = True,
     seed: int = 0,
+    g_ema_state: dict[str, torch.Tensor] | None = None,  # G_ema's weights; None: random
+    d_state: dict[str, torch.Tensor] | None = None,  # some of D's weights; None: random
 ) -> Snapshot:
-    """Write ``network-snapshot-*.pkl`` as the NVlabs training loop does."""
+    """Write ``network-snapshot-*.pkl`` as the NVlabs training loop does. With
+    ``g_ema_state`` (every tensor of the generator, NVlabs keys) the snapshot carries a
+    known generator; ``d_state`` replaces the discriminator tensors it names."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
     common = {"c_dim": c_dim, "img_resolution": resolution, "img_channels": 3}
@@ -252,6 +256,13 @@ def write_snapshot(
         D = networks.Discriminator(**d_kwargs, **common).train().requires_grad_(False)
         _randomize(G, gen)
         _randomize(D, gen)
+        if g_ema_state is not None:
+            G.load_state_dict(g_ema_state)  # strict: every tensor, the same shapes
+        if d_state is not None:
+            unknown = set(d_state) - set(D.state_dict())
+            if unknown:
+                raise KeyError(f"not tensors of the NVlabs discriminator: {sorted(unknown)[:4]}")
+            D.load_state_dict(d_state, strict=False)
         G_ema = copy.deepcopy(G).eval()
         with torch.no_grad():  # the EMA has drifted from G
             for p in G.parameters():

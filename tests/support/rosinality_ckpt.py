@@ -143,12 +143,27 @@ def write_checkpoint(
     n_mlp: int = 8,
     latent_avg: bool = False,
     seed: int = 0,
+    g_ema: dict[str, torch.Tensor] | None = None,  # the generator's weights; None: random
+    d_state: dict[str, torch.Tensor] | None = None,  # some of d's weights; None: random
 ) -> Checkpoint:
-    """Write ``checkpoint/NNNNNN.pt`` as rosinality's train.py does."""
+    """Write ``checkpoint/NNNNNN.pt`` as rosinality's train.py does. ``g_ema`` must hold
+    every tensor of the generator ``generator_state`` would make; ``d_state`` replaces the
+    discriminator tensors it names."""
     channels = channels or real_channels(size)
-    g_ema = generator_state(size, channels, style_dim=style_dim, n_mlp=n_mlp, seed=seed)
+    made = generator_state(size, channels, style_dim=style_dim, n_mlp=n_mlp, seed=seed)
+    if g_ema is not None:
+        wrong = {k for k in made if k not in g_ema or g_ema[k].shape != made[k].shape}
+        if wrong or set(g_ema) - set(made):
+            raise KeyError(f"g_ema does not match rosinality's generator: {sorted(wrong)[:4]}")
+    g_ema = made if g_ema is None else g_ema
     g = {k: v + 0.05 * torch.randn_like(v) for k, v in g_ema.items()}  # G drifts from g_ema
     d = discriminator_state(size, channels, seed=seed + 1)
+    if d_state is not None:
+        if set(d_state) - set(d):
+            raise KeyError(
+                f"not tensors of rosinality's discriminator: {sorted(set(d_state) - set(d))[:4]}"
+            )
+        d.update(d_state)
     args = argparse.Namespace(
         path="lmdb/faces",
         arch="stylegan2",
