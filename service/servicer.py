@@ -13,7 +13,8 @@ import grpc
 
 from stylegate.protos.v1 import stylegate_pb2 as pb
 from stylegate.protos.v1 import stylegate_pb2_grpc as pb_grpc
-from stylegate.service import inversion, requests, responses, workflows
+from stylegate.service import admission, inversion, requests, responses, workflows
+from stylegate.service.admission import Admission, Kind
 from stylegate.service.backends.base import Backend, Call, Priority
 from stylegate.service.errors import FailedPrecondition, StylegateError
 from stylegate.service.metadata import RepositoryInfo, load_repository
@@ -30,13 +31,31 @@ def call_of(context: grpc.aio.ServicerContext, priority: Priority = Priority.INT
     return Call(priority=priority, deadline=deadline)
 
 
+def sized(servicer: StyleGateServicer, request) -> Kind:
+    """Generate / Interpolate: interactive, or large past ``interactive_max_images``."""
+    large = admission.images_asked(request) > servicer.settings.interactive_max_images
+    return Kind.LARGE if large else Kind.INTERACTIVE
+
+
+def edit_kind(servicer: StyleGateServicer, request: pb.EditRequest) -> Kind:
+    """An Edit of an image is an inversion first; of a latent, interactive."""
+    return Kind.INVERSION if request.WhichOneof("source") == "invert" else Kind.INTERACTIVE
+
+
+def priority_of(kind: Kind) -> Priority:
+    """Bulk kinds run after waiting interactive work in the backend."""
+    return Priority.BULK if kind in admission.BULK_KINDS else Priority.INTERACTIVE
+
+
 class StyleGateServicer(pb_grpc.StyleGateServicer):
     def __init__(self, settings: Settings, repository: RepositoryInfo, backend: Backend):
         self.settings = settings
         self.repository = repository
         self.backend = backend
         self.in_flight = InFlight()
+        self.admission = Admission(settings)
         self.inversion_slots = inversion.Slots(settings.max_concurrent_inversions)
+        admission.tune_allocator()  # large buffers go back to the OS when freed
         self._reloading: asyncio.Lock | None = None
 
     async def reload(self) -> RepositoryInfo:
@@ -57,10 +76,13 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
             return repository
 
     # ------------------------------------------------------------------ RPCs
-    @rpc("Generate")
+    @rpc("Generate", kind=sized)
     async def Generate(self, request: pb.GenerateRequest, context) -> pb.GenerateResponse:
         plan = requests.parse_generate(request, self.repository, self.settings)
-        ws, imgs = await workflows.generate(self.backend, plan, call=call_of(context))
+        call = call_of(context, priority_of(sized(self, request)))
+        ws, imgs = await workflows.generate(
+            self.backend, plan, call=call, chunk=self.settings.bulk_max_batch
+        )
         return pb.GenerateResponse(
             model=plan.gen.name,
             images=responses.generated_images(
@@ -68,11 +90,13 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
             ),
         )
 
-    @rpc("Invert")
+    @rpc("Invert", kind=Kind.INVERSION)
     async def Invert(self, request: pb.InvertRequest, context) -> AsyncIterator[pb.InvertResponse]:
-        plan = requests.parse_invert(request, self.repository, self.settings)
+        plan = await requests.parse_off_loop(
+            requests.parse_invert, request, self.repository, self.settings
+        )
         events = inversion.invert_steps(
-            self.backend, plan.gen, plan.target, plan.options, call=call_of(context)
+            self.backend, plan.gen, plan.target, plan.options, call=call_of(context, Priority.BULK)
         )
         with self.inversion_slots.take():
             async for event in events:
@@ -83,11 +107,16 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
                         event, plan.output, preview=plan.previews(event.step)
                     )
 
-    @rpc("Edit")
+    @rpc("Edit", kind=edit_kind)
     async def Edit(self, request: pb.EditRequest, context) -> pb.EditResponse:
-        plan = requests.parse_edit(request, self.repository, self.settings)
+        plan = await requests.parse_off_loop(
+            requests.parse_edit, request, self.repository, self.settings
+        )
         out = await workflows.edit(
-            self.backend, plan, call=call_of(context), slots=self.inversion_slots
+            self.backend,
+            plan,
+            call=call_of(context, priority_of(edit_kind(self, request))),
+            slots=self.inversion_slots,
         )
         return pb.EditResponse(
             model=plan.gen.name,
@@ -106,7 +135,7 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
             model=gen.name, directions=[responses.direction(d) for d in gen.directions.values()]
         )
 
-    @rpc("StyleMix")
+    @rpc("StyleMix", kind=Kind.INTERACTIVE)
     async def StyleMix(self, request: pb.StyleMixRequest, context) -> pb.StyleMixResponse:
         plan = requests.parse_style_mix(request, self.repository, self.settings)
         mixed, img = await workflows.style_mix(self.backend, plan, call=call_of(context))
@@ -116,10 +145,13 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
             ws=responses.tensor(mixed) if plan.return_latent else None,
         )
 
-    @rpc("Interpolate")
+    @rpc("Interpolate", kind=sized)
     async def Interpolate(self, request: pb.InterpolateRequest, context) -> pb.InterpolateResponse:
         plan = requests.parse_interpolate(request, self.repository, self.settings)
-        path, imgs = await workflows.interpolate(self.backend, plan, call=call_of(context))
+        call = call_of(context, priority_of(sized(self, request)))
+        path, imgs = await workflows.interpolate(
+            self.backend, plan, call=call, chunk=self.settings.bulk_max_batch
+        )
         return pb.InterpolateResponse(
             model=plan.gen.name,
             frames=[responses.image(i, plan.output) for i in imgs],
@@ -137,13 +169,16 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
             gen, is_default=gen.name == self.repository.default_generator, backend=self.backend.name
         )
 
-    @rpc("BatchGenerate")
+    @rpc("BatchGenerate", kind=Kind.BATCH)
     async def BatchGenerate(
         self, request: pb.BatchGenerateRequest, context
     ) -> AsyncIterator[pb.BatchGenerateChunk]:
         plan = requests.parse_batch_generate(request, self.repository, self.settings)
         call = call_of(context, Priority.BULK)
-        async for chunk in workflows.batch_generate(self.backend, plan, call=call):
+        chunks = workflows.batch_generate(
+            self.backend, plan, call=call, run_max=self.settings.bulk_max_batch
+        )
+        async for chunk in chunks:
             yield pb.BatchGenerateChunk(
                 images=responses.generated_images(
                     chunk.seeds,

@@ -47,10 +47,35 @@ class Settings:
     max_steps: int = 1000
     max_image_bytes: int = 16 * 1024 * 1024
     max_image_side: int = 4096
+    max_image_pixels: int = 4096 * 3072  # decoded pixels, from the header (12 MP photos fit)
     max_generate: int = 64  # images per Generate / Interpolate frames
     max_batch_seeds: int = 1_000_000
     max_concurrent_inversions: int = 64
     max_message_bytes: int = 64 * 1024 * 1024
+
+    # admission (service/admission.py): concurrent RPCs per kind, over all clients and per
+    # client (the peer's address, or its authenticated identity); past them RESOURCE_EXHAUSTED
+    # at once. The inversion pool is max_concurrent_inversions above.
+    max_light_rpcs: int = 64  # ListModels, ModelInfo, ListDirections, Reload
+    max_light_rpcs_per_client: int = 32
+    max_interactive_rpcs: int = 32  # Generate, Edit of a latent, StyleMix, Interpolate
+    max_interactive_rpcs_per_client: int = 16
+    interactive_max_images: int = 8  # a Generate / Interpolate of more images is "large"
+    max_large_rpcs: int = 8  # large Generates / Interpolates (run at bulk priority)
+    max_large_rpcs_per_client: int = 4
+    max_batch_streams: int = 8  # BatchGenerate streams
+    max_batch_streams_per_client: int = 4
+    max_inversions_per_client: int = 16  # Invert streams and Edits of an image
+    # requests over 1 MiB (images) held at once, all RPCs together (memory: see max_message_bytes)
+    max_request_bytes_in_flight: int = 128 * 1024 * 1024
+    # time limits: an inversion ends DEADLINE_EXCEEDED past max_inversion_s; a stream whose
+    # client stops reading ends RESOURCE_EXHAUSTED once one message waits write_timeout_s
+    max_inversion_s: float = 300.0
+    write_timeout_s: float = 10.0
+    # bulk work (inversion steps, BatchGenerate, large Generates) runs in batches of at most
+    # bulk_max_batch samples, after any waiting interactive call: an interactive call waits
+    # for at most one such run (service/backends/batcher.py)
+    bulk_max_batch: int = 8
 
     # health: how often the backend is probed (health follows it; Triton statistics exported)
     health_interval_s: float = 5.0  # 0 = no probing: SERVING from start-up to drain

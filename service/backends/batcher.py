@@ -6,7 +6,10 @@ A batch for a model is dispatched when (a) it is full (``max_batch`` samples), (
 calls are waiting as the previous batch carried (callers in lock-step, e.g. concurrent
 inversions, come back together: no need to sit out the window), or (c) ``window_s`` has
 passed since its first call arrived. Interactive calls are taken before bulk ones. Runs
-happen in a thread pool, at most ``concurrency`` at a time over all models.
+happen in a thread pool, at most ``concurrency`` at a time over all models; a free run slot
+goes to the model whose waiting work is most urgent (interactive before bulk), and a run
+carries at most ``bulk_max_batch`` bulk samples, so an interactive call waits for at most
+one short bulk run however much bulk work is queued (issue 11, finding 4).
 """
 
 from __future__ import annotations
@@ -49,6 +52,44 @@ class _ModelQueue:
     def pending(self) -> list[_Call]:
         return [c for c in self.heap if not c.future.done()]
 
+    def urgency(self) -> int:
+        """Priority of the most urgent waiting call (lower runs first)."""
+        return min((c.priority for c in self.heap if not c.future.done()), default=Priority.BULK)
+
+
+class _Gate:
+    """The run slots of all models. When one frees, it goes to the waiter whose work is the
+    most urgent right then (``urgency()``, then arrival): a semaphore would be first come,
+    first served, and one model's stream of bulk batches would starve the others."""
+
+    def __init__(self, slots: int):
+        self.free = slots
+        self._waiters: list[tuple[Callable[[], int], int, asyncio.Future]] = []
+        self._seq = itertools.count()
+
+    async def acquire(self, urgency: Callable[[], int]) -> None:
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return
+        entry = (urgency, next(self._seq), asyncio.get_running_loop().create_future())
+        self._waiters.append(entry)
+        try:
+            await entry[2]
+        except asyncio.CancelledError:
+            if entry[2].done() and not entry[2].cancelled():
+                self.release()  # granted, then cancelled: pass it on
+            else:
+                self._waiters.remove(entry)
+            raise
+
+    def release(self) -> None:
+        self.free += 1
+        while self.free > 0 and self._waiters:
+            entry = min(self._waiters, key=lambda w: (w[0](), w[1]))
+            self._waiters.remove(entry)
+            self.free -= 1
+            entry[2].set_result(None)
+
 
 @dataclasses.dataclass
 class BatchStats:
@@ -72,6 +113,7 @@ class MicroBatcher:
         window_s: float = 0.002,  # how long a batch waits for more calls
         max_queue: int = 1024,  # waiting calls per model before OverCapacity
         concurrency: int = 1,  # runs in flight at once, all models together
+        bulk_max_batch: int | None = None,  # bulk samples per run; None = max_batch
     ):
         self._run = run
         self._executor = executor
@@ -79,7 +121,8 @@ class MicroBatcher:
         self.max_batch = max(1, max_batch)
         self.window_s = max(0.0, window_s)
         self.max_queue = max_queue
-        self._slots = asyncio.Semaphore(max(1, concurrency))
+        self.bulk_max_batch = max(1, min(bulk_max_batch or self.max_batch, self.max_batch))
+        self._slots = _Gate(max(1, concurrency))
         self._queues: dict[str, _ModelQueue] = {}
         self._seq = itertools.count()
         self._closed = False
@@ -161,7 +204,7 @@ class MicroBatcher:
                     await asyncio.wait_for(queue.arrived.wait(), timeout=left)
                 except TimeoutError:
                     break
-            await self._slots.acquire()
+            await self._slots.acquire(queue.urgency)
             batch = self._take(queue)
             metrics.BACKEND_QUEUE_DEPTH.labels(model).set(len(queue.heap))
             if not batch:
@@ -174,17 +217,22 @@ class MicroBatcher:
 
     def _take(self, queue: _ModelQueue) -> list[_Call]:
         batch: list[_Call] = []
-        total = 0
+        total = bulk = 0
         while queue.heap:
             call = queue.heap[0]
             if call.future.done():
                 heapq.heappop(queue.heap)
                 continue
-            if batch and total + call.size > self.max_batch:
+            is_bulk = call.priority >= Priority.BULK
+            if batch and (
+                total + call.size > self.max_batch
+                or (is_bulk and bulk + call.size > self.bulk_max_batch)
+            ):
                 break
             heapq.heappop(queue.heap)
             batch.append(call)
             total += call.size
+            bulk += call.size if is_bulk else 0
         return batch
 
     async def _execute(self, model: str, batch: list[_Call]) -> None:

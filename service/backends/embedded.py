@@ -60,6 +60,7 @@ class EmbeddedBackend:
         max_batch: int = 32,  # micro-batcher: samples per run
         batch_window_ms: float = 2.0,  # micro-batcher: how long a batch waits for more calls
         max_queue: int = 1024,  # micro-batcher: waiting calls per model
+        bulk_max_batch: int | None = None,  # micro-batcher: bulk samples per run (None: max_batch)
     ):
         self._repository = repository
         self._intra_op_threads = intra_op_threads
@@ -68,6 +69,7 @@ class EmbeddedBackend:
             "max_batch": max_batch,
             "window_s": batch_window_ms / 1000.0,
             "max_queue": max_queue,
+            "bulk_max_batch": bulk_max_batch,
         }
         self._models: dict[str, _Model] = {}
         self._executor: ThreadPoolExecutor | None = None
