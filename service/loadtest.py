@@ -31,6 +31,7 @@ import grpc
 
 from stylegate.protos.v1 import stylegate_pb2 as pb
 from stylegate.protos.v1 import stylegate_pb2_grpc as pb_grpc
+from stylegate.service.cli import CONNECTION, SERVER_OPTION
 from stylegate.service.client import MAX_MESSAGE_BYTES, METHODS
 
 SCENARIOS = ("generate", "invert", "edit", "batch")
@@ -348,13 +349,29 @@ def batch_difference(before: dict, after: dict) -> dict[str, dict]:
 # --- the whole test --------------------------------------------------------------------------
 
 
-def _channel(server: str, tls_ca: Path | None) -> grpc.aio.Channel:
+def _channel(
+    server: str,
+    *,
+    tls: bool = False,  # TLS with the system's roots (implied by the other TLS options)
+    tls_ca: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_server_name: str | None = None,
+) -> grpc.aio.Channel:
+    """A channel with the same TLS options as the sync client (service/client.py)."""
     options = [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ]
-    if tls_ca is not None:
-        credentials = grpc.ssl_channel_credentials(root_certificates=tls_ca.read_bytes())
+    if tls or tls_ca or tls_cert or tls_key:
+        from stylegate.service.security import SecurityConfigError, channel_credentials
+
+        if tls_server_name:
+            options.append(("grpc.ssl_target_name_override", tls_server_name))
+        try:
+            credentials = channel_credentials(tls_ca, tls_cert, tls_key)
+        except SecurityConfigError as err:
+            raise LoadtestError(str(err)) from None
         return grpc.aio.secure_channel(server, credentials, options=options)
     return grpc.aio.insecure_channel(server, options=options)
 
@@ -366,8 +383,8 @@ async def load_test(
     *,
     metrics: str | None,
     connect_timeout: float = 10.0,
-    tls_ca: Path | None = None,
-    token: str | None = None,
+    connection: dict | None = None,  # TLS options of ``_channel``
+    token: str | None = None,  # sent as "authorization: Bearer TOKEN"
     progress: Callable[[Level, list[Sample], float, bool], None] | None = None,
 ) -> dict:
     """Run every level in turn against ``server``; returns the JSON report."""
@@ -375,7 +392,7 @@ async def load_test(
     kinds = set(workload.mix) if any(lv.scenario == "mix" for lv in levels) else set()
     kinds |= {lv.scenario for lv in levels if lv.scenario != "mix"}
     report: dict = {"server": server, "model": workload.model, "metrics": metrics, "runs": []}
-    async with _channel(server, tls_ca) as channel:
+    async with _channel(server, **(connection or {})) as channel:
         try:
             await asyncio.wait_for(channel.channel_ready(), connect_timeout)
         except TimeoutError:
@@ -581,6 +598,26 @@ def _tick_step(rough: float) -> float:
 # --- command line --------------------------------------------------------------------------
 
 
+def _connection_options() -> tuple[dict, str | None]:
+    """The TLS options and bearer token given to this command (``SERVER_OPTION``): the
+    token from --token-file, else STYLEGATE_TOKEN."""
+    import os
+
+    options = dict(click.get_current_context().meta.get(CONNECTION, {}))
+    token_file = options.pop("token_file", None)
+    token = os.environ.get("STYLEGATE_TOKEN") or None
+    if token_file:
+        try:
+            token = Path(token_file).read_text().strip()
+        except (OSError, UnicodeDecodeError) as err:
+            raise LoadtestError(
+                f"--token-file {token_file}: cannot read it ({err.__class__.__name__})"
+            ) from None
+        if not token:
+            raise LoadtestError(f"--token-file {token_file} is empty")
+    return options, token
+
+
 def parse_address(spec: str, what: str) -> str:
     host, sep, port = spec.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -618,13 +655,7 @@ def parse_mix(spec: str) -> dict[str, float]:
 
 
 @click.command()
-@click.option(
-    "--server",
-    default="localhost:50051",
-    show_default=True,
-    envvar="STYLEGATE_SERVER",
-    help="gateway address HOST:PORT",
-)
+@SERVER_OPTION  # --server and the TLS / token options of every client command
 @click.option(
     "--scenario",
     default="generate",
@@ -713,18 +744,6 @@ def parse_mix(spec: str) -> dict[str, float]:
     show_default=True,
     help="seconds to wait for the gateway",
 )
-@click.option(
-    "--tls-ca",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="PEM root certificates: connect with TLS",
-)
-@click.option(
-    "--token",
-    envvar="STYLEGATE_TOKEN",
-    default=None,
-    help="sent as 'authorization: Bearer TOKEN' on every request",
-)
 def loadtest(
     server: str,
     scenario: str,
@@ -744,13 +763,12 @@ def loadtest(
     seed: int,
     timeout: float,
     connect_timeout: float,
-    tls_ca: Path | None,
-    token: str | None,
 ) -> None:
     """Load-test a gateway: throughput, latency percentiles, errors by status code and the
     gateway's batch sizes, per concurrency level."""
     try:
         server = parse_address(server, "--server")
+        connection, token = _connection_options()
         if scenario not in (*SCENARIOS, "mix"):
             raise LoadtestError(
                 f"unknown scenario {scenario!r} (one of {', '.join(SCENARIOS)}, mix)"
@@ -783,7 +801,7 @@ def loadtest(
                 workload,
                 metrics=metrics,
                 connect_timeout=connect_timeout,
-                tls_ca=tls_ca,
+                connection=connection,
                 token=token,
                 progress=ProgressLine(),
             )

@@ -131,6 +131,32 @@ def test_request_count_bounds_a_run_without_metrics(gateway, tmp_path):
     assert run["batch_sizes"] is None
 
 
+def test_token_is_sent_and_refusals_are_counted_by_status_code(tiny_repository, tmp_path):
+    access = tmp_path / "access"
+    access.write_text("alice token:s3cret-for-loadtest interactive\n")
+    (tmp_path / "token").write_text("s3cret-for-loadtest\n")
+    common = ["--metrics", "off", "--requests", "2", "--token-file", str(tmp_path / "token")]
+    info = load_repository(tiny_repository)
+    with running_gateway(info, health_interval_s=0, auth_file=str(access)) as gw:
+        ok = loadtest("--server", gw.address, *common, "--json", str(tmp_path / "ok.json"))
+        # alice may not run bulk work: every BatchGenerate is refused, and counted
+        refused = loadtest(
+            "--server", gw.address, *common, "--scenario", "batch",
+            "--json", str(tmp_path / "refused.json"),
+        )  # fmt: skip
+        anonymous = loadtest("--server", gw.address, "--metrics", "off", "--requests", "1")
+    assert ok.returncode == 0, ok.stderr
+    check_run(json.loads((tmp_path / "ok.json").read_text())["runs"][0])
+    assert refused.returncode == 0, refused.stderr
+    (run,) = json.loads((tmp_path / "refused.json").read_text())["runs"]
+    assert run["errors"] == {"PERMISSION_DENIED": 2}
+    assert run["ok"] == 0 and run["p50"] is None and run["throughput"] == 0
+    assert "PERMISSION_DENIED 2" in refused.stdout
+    assert anonymous.returncode == 1
+    (line,) = anonymous.stderr.strip().splitlines()
+    assert line.startswith("Error: ") and "UNAUTHENTICATED" in line
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
