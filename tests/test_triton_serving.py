@@ -10,6 +10,7 @@ unavailability with recovery after a restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import grpc
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -430,6 +432,136 @@ def test_unloaded_model_is_unavailable_until_loaded_again(repository, server, cl
             await backend.close()
 
     run(main())
+
+
+KILL_TRIALS = 3
+STREAMS = 6
+STATUS_BOUND_S = 10.0  # the requirement: every stream hears of the failure within this
+
+
+def _drain(stream, ended: dict, index: int) -> None:
+    """Read an Invert stream to its end; record (status code, monotonic time) it ended."""
+    code = grpc.StatusCode.OK
+    try:
+        for _ in stream:
+            pass
+    except grpc.RpcError as exc:
+        code = exc.code()
+    ended[index] = (code, time.monotonic())
+
+
+def _health(channel) -> int:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from stylegate.service.server import SERVICE_NAME
+
+    stub = health_pb2_grpc.HealthStub(channel)
+    return stub.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=5).status
+
+
+@contextlib.contextmanager
+def _restarted_after(server: TritonServer):
+    """The module's server running again however the block ends (later tests need it)."""
+    try:
+        yield
+    finally:
+        if not server.running:
+            server.stop()
+            server.start(300)
+
+
+def _wait_for(predicate, timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < timeout, f"{what} not within {timeout} s"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def test_kill_9_ends_every_stream_with_unavailable_and_the_gateway_recovers(repository, server):
+    """kill -9 of tritonserver with Invert streams in flight, KILL_TRIALS times: every
+    stream ends with UNAVAILABLE within STATUS_BOUND_S (none silent, none counted as a
+    client's cancellation), health goes NOT_SERVING, and after tritonserver is started
+    again on the same ports the same gateway serves Generate and Invert and is SERVING."""
+    from grpc_health.v1 import health_pb2
+    from prometheus_client import REGISTRY
+    from support.gateway_harness import running_gateway
+
+    def counted(code: str) -> float:
+        labels = {"method": "Invert", "code": code}
+        return REGISTRY.get_sample_value("stylegate_rpc_requests_total", labels) or 0.0
+
+    backend = TritonBackend(repository, server.grpc_url)
+    figures = []
+    with (
+        running_gateway(repository, backend, health_interval_s=0.5) as gw,
+        gw.client(timeout=120) as client,
+        _restarted_after(server),
+    ):
+        target = client.generate([7], fmt="png")[0].image.data
+        for trial in range(KILL_TRIALS):
+            before = {code: counted(code) for code in ("CANCELLED", "UNAVAILABLE")}
+            # long inversions (no early stop), each with a step done: in flight at the kill
+            streams = [
+                client.invert_stream(target, steps=1000, early_stop_tol=0.0) for _ in range(STREAMS)
+            ]
+            for stream in streams:
+                assert next(stream).HasField("progress")
+            ended: dict[int, tuple[grpc.StatusCode, float]] = {}
+            readers = [
+                threading.Thread(target=_drain, args=(s, ended, i), daemon=True)
+                for i, s in enumerate(streams)
+            ]
+            for reader in readers:
+                reader.start()
+            killed = time.monotonic()
+            os.kill(server.process.pid, signal.SIGKILL)
+            for reader in readers:
+                reader.join(max(0.0, killed + STATUS_BOUND_S + 5 - time.monotonic()))
+            hung = [i for i in range(STREAMS) if i not in ended]
+            for i in hung:
+                streams[i].cancel()
+            assert not hung, f"trial {trial}: streams {hung} got no status"
+            waits = sorted(t - killed for _, t in ended.values())
+            codes = sorted({code.name for code, _ in ended.values()})
+            assert codes == ["UNAVAILABLE"], f"trial {trial}: {codes}"
+            assert waits[-1] < STATUS_BOUND_S, f"trial {trial}: {waits}"
+            # the gateway counted them as failures of the backend, not as cancellations
+            assert counted("CANCELLED") == before["CANCELLED"]
+            assert counted("UNAVAILABLE") - before["UNAVAILABLE"] >= STREAMS
+            with grpc.insecure_channel(gw.address) as channel:
+                _wait_for(
+                    lambda ch=channel: _health(ch) == health_pb2.HealthCheckResponse.NOT_SERVING,
+                    STATUS_BOUND_S,
+                    "NOT_SERVING",
+                )
+                not_serving = time.monotonic() - killed
+                with pytest.raises(grpc.RpcError) as refused:
+                    client.generate([1], timeout=30)
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+                # tritonserver back on the same ports; the gateway is not restarted
+                server.stop()  # reaps the killed process
+                assert not server.running
+                server.start(300)
+                back = time.monotonic()
+                assert len(client.generate([0, 1], timeout=30)) == 2
+                generate = time.monotonic() - back
+                result = client.invert(target, steps=3, timeout=60)
+                assert result.steps == 3
+                serving = time.monotonic() - back
+                serving += _wait_for(
+                    lambda ch=channel: _health(ch) == health_pb2.HealthCheckResponse.SERVING,
+                    STATUS_BOUND_S,
+                    "SERVING",
+                )
+            figures.append((waits[0], waits[-1], not_serving, generate, serving))
+    print("\nkill -9 trials: after the kill, then after tritonserver is ready again")
+    for first, last, down, generate, serving in figures:
+        print(
+            f"  status {first:.2f}-{last:.2f} s, NOT_SERVING {down:.2f} s;"
+            f" restarted: Generate {generate:.2f} s, Invert+SERVING {serving:.2f} s"
+        )
+    assert server.running
 
 
 def test_triton_down_is_unavailable_and_backend_recovers_after_restart(repository, server):
