@@ -54,7 +54,8 @@ CMD ["export", "--tensorrt", "--help"]
 FROM ${PYTHON_IMAGE} AS gateway
 ENV PATH=/opt/stylegate/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    STYLEGATE_HOST=0.0.0.0
 RUN groupadd --system --gid 10001 stylegate \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin stylegate
 COPY --from=build /opt/stylegate /opt/stylegate

@@ -1,7 +1,8 @@
 """The manifests' containers, run here: tritonserver and the gateway launched with the
 very argv, env, ports and volumes the cpu overlay gives them (tests/support/k8s_local.py maps
 images to local commands), then the manifests' own probes run against them, the
-Services' ports answer, and the gateway drains on SIGTERM within its grace period."""
+Services' ports answer, and the gateway drains on SIGTERM within its grace period. The
+gateway's TLS Secret is made here (a throwaway CA and server certificate)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,39 @@ import signal
 import socket
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from support.k8s_local import LOOPBACK, grpc_health, local_stack
 from support.k8s_manifests import container_port, pod_template, probes, render, selected_workloads
+from support.pki import CA
 
 pytestmark = pytest.mark.triton
 
 
 @pytest.fixture(scope="module")
-def stack(tiny_repository):
-    with local_stack(render("cpu"), tiny_repository) as cluster:
+def ca(tmp_path_factory):
+    return CA(tmp_path_factory.mktemp("pki"), "ca")
+
+
+@pytest.fixture(scope="module")
+def stack(tiny_repository, ca):
+    cert, key = ca.issue("localhost", server=True)  # 127.0.0.1 too: the Service resolves here
+    secret = {  # a kubernetes.io/tls Secret as cert-manager writes it
+        "tls.crt": Path(cert).read_bytes(),
+        "tls.key": Path(key).read_bytes(),
+        "ca.crt": Path(ca.path).read_bytes(),
+    }
+    with local_stack(render("cpu"), tiny_repository, {"stylegate-gateway-tls": secret}) as cluster:
         yield cluster
+
+
+def _channel(stack, ca):
+    """A TLS channel to the gateway's Service port (the manifests serve TLS there)."""
+    import grpc
+
+    credentials = grpc.ssl_channel_credentials(Path(ca.path).read_bytes())
+    return grpc.secure_channel(f"{LOOPBACK}:{stack.ports.local(50051)}", credentials)
 
 
 def test_triton_runs_with_the_manifest_flags(stack):
@@ -64,15 +86,20 @@ def test_metrics_ports_serve_prometheus_text(stack):
         assert "nv_inference_request_success" in r.read().decode()
 
 
-def test_gateway_serves_through_triton(stack):
-    """The gateway, configured by the manifest's env, answers an RPC through Triton."""
+def test_gateway_serves_through_triton(stack, ca):
+    """The gateway, configured by the manifest's env, answers an RPC through Triton, over
+    TLS with the Secret's certificate; plaintext is refused."""
     import grpc
 
     from stylegate.protos.v1 import stylegate_pb2 as pb
     from stylegate.protos.v1 import stylegate_pb2_grpc as pb_grpc
 
     port = stack.ports.local(50051)
-    with grpc.insecure_channel(f"{LOOPBACK}:{port}") as channel:
+    with grpc.insecure_channel(f"{LOOPBACK}:{port}") as plain:
+        with pytest.raises(grpc.RpcError) as err:
+            pb_grpc.StyleGateStub(plain).ListModels(pb.ListModelsRequest(), timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    with _channel(stack, ca) as channel:
         stub = pb_grpc.StyleGateStub(channel)
         info = stub.ListModels(pb.ListModelsRequest(), timeout=10)
         assert info.models and all(m.backend == "triton" for m in info.models)
@@ -80,11 +107,10 @@ def test_gateway_serves_through_triton(stack):
         assert len(generated.images) == 2
 
 
-def test_sigterm_drains_in_flight_inversion_within_grace(stack):
+def test_sigterm_drains_in_flight_inversion_within_grace(stack, ca):
     """Last: SIGTERM during an inversion -> health NOT_SERVING (readiness fails, the pod
     leaves the endpoints), the inversion still completes, exit 0 inside the pod's
     terminationGracePeriodSeconds."""
-    import grpc
 
     from stylegate.protos.v1 import stylegate_pb2 as pb
     from stylegate.protos.v1 import stylegate_pb2_grpc as pb_grpc
@@ -92,10 +118,11 @@ def test_sigterm_drains_in_flight_inversion_within_grace(stack):
     pod = stack.pods["stylegate-gateway"]
     grace = pod_template(pod.workload)["spec"]["terminationGracePeriodSeconds"]
     (readiness,) = [p for kind, p in probes(pod.container) if kind == "readinessProbe"]
-    address = f"{LOOPBACK}:{stack.ports.local(50051)}"
+    health = f"{LOOPBACK}:{stack.ports.local(8081)}"  # the probes' plaintext port
+    assert grpc_health(health) == "SERVING"
     assert stack.probe(pod, readiness)
 
-    with grpc.insecure_channel(address) as channel:
+    with _channel(stack, ca) as channel:
         stub = pb_grpc.StyleGateStub(channel)
         (image,) = stub.Generate(pb.GenerateRequest(seeds=[7]), timeout=30).images
         request = pb.InvertRequest(
@@ -116,4 +143,4 @@ def test_sigterm_drains_in_flight_inversion_within_grace(stack):
     code = stack.stop(pod, grace)
     assert code == 0, pod.log_tail()
     assert time.monotonic() - started < grace
-    assert grpc_health(address) != "SERVING"
+    assert grpc_health(health) != "SERVING"

@@ -239,12 +239,15 @@ def test_triton_probes_and_ports(objects):
     assert mounts.get(flags["model-repository"].rstrip("/")) == "model-repository"
 
 
-def test_gateway_probes_are_native_grpc_on_the_serving_port(objects):
+def test_gateway_probes_are_native_grpc_on_the_health_port(objects):
+    """The serving port speaks TLS, which kubelet gRPC probes cannot: they ask the
+    plaintext health-only port (STYLEGATE_HEALTH_PORT)."""
     gateway = container(one(objects, "Deployment", GATEWAY), "gateway")
     port = {p["name"]: p["containerPort"] for p in gateway["ports"]}
-    assert port == {"grpc": 50051, "metrics": 9090}
+    assert port == {"grpc": 50051, "metrics": 9090, "health": 8081}
+    assert int(env(gateway)["STYLEGATE_HEALTH_PORT"]) == port["health"]
     for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert gateway[kind]["grpc"]["port"] == port["grpc"], kind
+        assert gateway[kind]["grpc"]["port"] == port["health"], kind
     # liveness and start-up ask for the server as a whole; readiness for the StyleGate
     # service, which follows the backend (NOT_SERVING while Triton is down)
     assert gateway["livenessProbe"]["grpc"].get("service", "") == ""
@@ -276,6 +279,35 @@ def test_gateway_env_is_real_settings(objects):
     assert settings.port == ports["grpc"] and settings.metrics_port == ports["metrics"]
     assert settings.host in ("0.0.0.0", "[::]", "::"), "the pod must listen on its pod IP"
     assert container_argv(gateway)[:2] == ["stylegate", "serve"]
+
+
+def test_gateway_serves_tls_from_a_secret(objects):
+    """STYLEGATE_TLS_CERT / _KEY are files of a mounted kubernetes.io/tls Secret (readable by
+    the pod's group, read-only), and the load test trusts that Secret's ca.crt."""
+    import yaml
+    from support.k8s_manifests import K8S, _render_text
+
+    deployment = one(objects, "Deployment", GATEWAY)
+    gateway = container(deployment, "gateway")
+    variables = env(gateway)
+    volumes = {v["name"]: v for v in pod_template(deployment)["spec"]["volumes"]}
+    mounts = {m["mountPath"]: m for m in gateway["volumeMounts"]}
+    secrets = set()
+    for name in ("STYLEGATE_TLS_CERT", "STYLEGATE_TLS_KEY"):
+        directory, file = variables[name].rsplit("/", 1)
+        mount = mounts[directory]
+        assert mount.get("readOnly") is True
+        secret = volumes[mount["name"]]["secret"]
+        assert secret["defaultMode"] & 0o040 and not secret["defaultMode"] & 0o007
+        assert file in ("tls.crt", "tls.key")
+        secrets.add(secret["secretName"])
+    (secret_name,) = secrets
+    (job,) = [d for d in yaml.safe_load_all(_render_text(str(K8S / "loadtest"))) if d]
+    (c,) = pod_template(job)["spec"]["containers"]
+    directory, file = env(c)["STYLEGATE_TLS_CA"].rsplit("/", 1)
+    (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == directory]
+    (volume,) = [v for v in pod_template(job)["spec"]["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == secret_name and file == "ca.crt"
 
 
 def test_gateway_triton_url_resolves_to_triton_grpc(objects):

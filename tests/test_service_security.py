@@ -6,9 +6,7 @@ default, and the CLI's one-line refusals. Certificates are made here, thrown awa
 from __future__ import annotations
 
 import asyncio
-import datetime
 import hashlib
-import ipaddress
 import logging
 import os
 import subprocess
@@ -18,13 +16,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from support.gateway_fakes import FakeBackend, FakeNetworks
 from support.gateway_harness import running_gateway
+from support.pki import CA
 
 from stylegate.ops.triton_local import free_port
 from stylegate.service import security
@@ -34,67 +29,6 @@ TOKEN_ALICE = "alice-7f3c9a1e5b2d4c6e8f0a"
 TOKEN_BATCH = "batch-0d9e8c7b6a5f4e3d2c1b"
 TOKEN_OPS = "ops-1a2b3c4d5e6f7a8b9c0d"
 STYLEGATE = [sys.executable, "-c", "from stylegate.cli.main import main; main()"]
-
-
-# --- throwaway PKI ------------------------------------------------------------------------
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _write(path: Path, cert: x509.Certificate, key=None) -> None:
-    path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    if key is not None:
-        path.with_suffix(".key").write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-
-
-class CA:
-    def __init__(self, root: Path, name: str):
-        self.root, self.name = root, name
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(name))
-            .issuer_name(_name(name))
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
-        _write(root / name, self.cert)
-        self.path = str(root / f"{name}.crt")
-
-    def issue(self, cn: str, *, server: bool) -> tuple[str, str]:
-        """(certificate path, key path) of a leaf signed by this CA."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        sans = [x509.DNSName(cn)]
-        if server:
-            sans.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(cn))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
-        stem = self.root / f"{self.name}-{cn}"
-        _write(stem, cert, key)
-        return str(stem.with_suffix(".crt")), str(stem.with_suffix(".key"))
 
 
 @pytest.fixture(scope="module")

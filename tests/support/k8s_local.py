@@ -10,6 +10,7 @@ and its init containers, and maps only what a pod has and this machine lacks:
   mapping does not know fails the launch, so a manifest change cannot slip past.
 - volumes -> temporary directories; the model-repository image's files -> the model
   repository given (the init containers' ``cp`` commands run for real on those paths);
+  a Secret volume -> a directory of the files the test made for that Secret;
 - Service DNS names -> 127.0.0.1, and every process binds loopback only;
 - ports: the manifest's numbers when free here, else one free port per manifest port,
   applied consistently to args, env, probes and Services.
@@ -116,8 +117,15 @@ class LocalPod:
 class LocalCluster:
     """The rendered objects of one overlay, with the pods started so far."""
 
-    def __init__(self, objects: list[dict], model_repository: Path, workdir: Path):
+    def __init__(
+        self,
+        objects: list[dict],
+        model_repository: Path,
+        workdir: Path,
+        secrets: dict[str, dict[str, bytes]] | None = None,  # Secret name -> key -> data
+    ):
         self.objects = objects
+        self.secrets = secrets or {}
         self.model_repository = Path(model_repository)
         self.workdir = workdir
         self.ports = PortMap()
@@ -145,14 +153,30 @@ class LocalCluster:
         (main,) = [c for c in containers(workload, init=False) if c["name"] == container_name]
         volumes = {}
         for volume in pod_template(workload)["spec"].get("volumes", []):
-            assert "emptyDir" in volume, f"{deployment}: volume {volume['name']} is not an emptyDir"
             volumes[volume["name"]] = self.workdir / deployment / volume["name"]
             volumes[volume["name"]].mkdir(parents=True)
+            if "secret" in volume:
+                self._fill_secret(volume, volumes[volume["name"]])
+                continue
+            assert "emptyDir" in volume, f"{deployment}: volume {volume['name']} is not an emptyDir"
         pod = LocalPod(workload, main, volumes)
         for init in pod_template(workload)["spec"].get("initContainers", []):
             self._run_init(pod, init)
         self.pods[deployment] = pod
         return pod
+
+    def _fill_secret(self, volume: dict, directory: Path) -> None:
+        """The Secret's keys as files (only its ``items`` when listed), as the kubelet
+        mounts them; the test must have made that Secret."""
+        name = volume["secret"]["secretName"]
+        assert name in self.secrets, f"the test made no Secret {name}"
+        data = self.secrets[name]
+        items = volume["secret"].get("items") or [{"key": k, "path": k} for k in data]
+        for item in items:
+            assert item["key"] in data, f"Secret {name} has no key {item['key']}"
+            path = directory / item["path"]
+            path.write_bytes(data[item["key"]])
+            path.chmod(volume["secret"].get("defaultMode", 0o644) & 0o777)
 
     def _run_init(self, pod: LocalPod, init: dict) -> None:
         """Run an init container: a ``cp`` runs on the local paths; a wait for a URL
@@ -234,9 +258,9 @@ class LocalCluster:
         for name, value in variables.items():
             if name == "STYLEGATE_TRITON_URL":
                 local[name] = self.resolve_service(value)
-            elif name in ("STYLEGATE_PORT", "STYLEGATE_METRICS_PORT"):
+            elif name in ("STYLEGATE_PORT", "STYLEGATE_METRICS_PORT", "STYLEGATE_HEALTH_PORT"):
                 local[name] = str(self.ports.local(int(value)))
-            elif name == "STYLEGATE_MODEL_REPOSITORY":
+            elif value.startswith("/"):  # a path in the container: model repository, TLS files
                 local[name] = pod.local_path(value)
         local["STYLEGATE_HOST"] = LOOPBACK  # a pod listens on its pod IP; here, loopback only
         return [*STYLEGATE, *argv[1:]], local
@@ -347,11 +371,15 @@ def grpc_health(address: str, service: str = "", timeout: float = 1.0) -> str:
 
 
 @contextlib.contextmanager
-def local_stack(objects: list[dict], model_repository: Path) -> Iterator[LocalCluster]:
+def local_stack(
+    objects: list[dict],
+    model_repository: Path,
+    secrets: dict[str, dict[str, bytes]] | None = None,  # Secret name -> key -> data
+) -> Iterator[LocalCluster]:
     """Triton and the gateway of ``objects`` started from their manifests, both past their
     startup probes. Stopped (SIGTERM) on exit."""
     workdir = Path(tempfile.mkdtemp(prefix="stylegate-k8s-local-"))
-    cluster = LocalCluster(objects, model_repository, workdir)
+    cluster = LocalCluster(objects, model_repository, workdir, secrets)
     try:
         triton = cluster.prepare("stylegate-triton", "tritonserver")
         cluster.start(triton, cluster.triton_command(triton))
