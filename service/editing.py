@@ -12,6 +12,10 @@ import numpy as np
 from stylegate.service.errors import InvalidInput
 from stylegate.service.metadata import GeneratorInfo
 
+# The bound of W / W+ values a request may give or reach by editing: mapping outputs are
+# O(1)-O(10); 3e38 overflows the first layer to Inf and the image to NaN.
+MAX_LATENT_ABS = 1000.0
+
 
 @dataclasses.dataclass(frozen=True)
 class Edit:
@@ -121,11 +125,21 @@ def _layers(
     return start, stop
 
 
-def apply_edits(ws: np.ndarray, edits: Sequence[Edit]) -> np.ndarray:
-    """Apply ``edits`` in order to a W+ batch [N, num_ws, w_dim]; returns a new array."""
+def apply_edits(
+    ws: np.ndarray, edits: Sequence[Edit], *, max_abs: float = MAX_LATENT_ABS
+) -> np.ndarray:
+    """Apply ``edits`` in order to a W+ batch [N, num_ws, w_dim]; returns a new array.
+    Edits that carry a value past ``max_abs`` (and past the source latent's own largest)
+    are the request's fault: InvalidInput naming ``edits``, never an image of Inf/NaN."""
     out = np.array(ws, dtype=np.float32, copy=True)
     for e in edits:
         out[:, e.layers[0] : e.layers[1]] += np.float32(e.amount) * e.vector
+    if edits and out.size:
+        limit = max(max_abs, float(np.abs(ws).max()))
+        if not np.abs(out).max() <= limit:  # NaN compares False too
+            raise InvalidInput(
+                f"the edits carry the latent past [-{max_abs:g}, {max_abs:g}]", field="edits"
+            )
     return out
 
 

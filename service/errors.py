@@ -4,9 +4,33 @@ mapping to gRPC status codes is ``service/rpc.py`` (``STATUS_CODES``, applied by
 
 from __future__ import annotations
 
+import re
+
+MAX_ECHO = 200  # characters of a client-supplied string quoted back in a message or a log
+MAX_MESSAGE = 2000  # characters of a status message: it must fit gRPC's status trailer
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # heap addresses in reprs: never in a message
+
+
+def clip(text: str, limit: int = MAX_ECHO) -> str:
+    """``text`` quoted for a message, at most ``limit`` characters of it: a client's string
+    (a model or direction name) is echoed bounded, so a 60 MB name costs no 60 MB status
+    message or log line, and a NOT_FOUND stays a NOT_FOUND."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def bounded(message: str, limit: int = MAX_MESSAGE) -> str:
+    """A message fit for a client: no heap addresses, at most ``limit`` characters."""
+    message = _ADDRESS.sub("", message)
+    if len(message) > limit:
+        message = f"{message[:limit]}... (truncated)"
+    return message
+
 
 class StylegateError(Exception):
-    """Base class: ``field`` names the request field at fault, when there is one."""
+    """Base class: ``field`` names the request field at fault, when there is one. The
+    message (``str()``) is bounded and carries no heap addresses (see ``bounded``)."""
 
     def __init__(self, message: str, *, field: str | None = None):
         super().__init__(message)
@@ -14,7 +38,7 @@ class StylegateError(Exception):
 
     def __str__(self) -> str:
         msg = super().__str__()
-        return f"{self.field}: {msg}" if self.field else msg
+        return bounded(f"{self.field}: {msg}" if self.field else msg)
 
 
 class InvalidInput(StylegateError):

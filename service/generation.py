@@ -10,7 +10,7 @@ import numpy as np
 
 from stylegate.service import editing
 from stylegate.service.backends.base import Backend, Call
-from stylegate.service.errors import InvalidInput
+from stylegate.service.errors import GatewayError, InvalidInput
 from stylegate.service.metadata import GeneratorInfo
 from stylegate.service.signatures import MAX_SEED
 from stylegate.service.signatures import z_from_seed as _z_from_seed
@@ -39,6 +39,15 @@ def z_from_seed(seed: int, z_dim: int, *, field: str = "seeds") -> np.ndarray:
         raise InvalidInput(str(exc), field=field) from None
 
 
+def finite(out: np.ndarray, network: str) -> np.ndarray:
+    """``out`` of ``network`` when every value is finite. The request's numbers were bounded
+    at the boundary (service/requests.py), so Inf/NaN here is a fault of the model or the
+    gateway, never an image to send: GatewayError (INTERNAL with an error id)."""
+    if not np.isfinite(out).all():
+        raise GatewayError(f"the {network} network returned NaN or Inf values")
+    return out
+
+
 def one_hot(labels: list[int | None], c_dim: int) -> np.ndarray:
     """Class labels -> the conditional mapping's ``c`` input [N, c_dim]."""
     c = np.zeros((len(labels), c_dim), dtype=np.float32)
@@ -62,7 +71,7 @@ async def mapping(
     out = await backend.infer(
         gen.model("mapping"), inputs, priority=call.priority, timeout=call.timeout()
     )
-    return out["w"]
+    return finite(out["w"], "mapping")
 
 
 async def synthesis(
@@ -76,7 +85,7 @@ async def synthesis(
         priority=call.priority,
         timeout=call.timeout(),
     )
-    return out["image"]
+    return finite(out["image"], "synthesis")
 
 
 async def encoder(

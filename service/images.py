@@ -3,40 +3,133 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import io
+import struct
+import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from stylegate.service.errors import InvalidInput
 
+T = TypeVar("T")
+
 ENCODINGS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 ACCEPTED_FORMATS = {"PNG", "JPEG", "WEBP", "GIF", "BMP"}
 RESIZE_MODES = ("center_crop", "stretch", "pad")
+# Raw image tensors are in [-1, 1], but a rendered image sent back overshoots (a random-weight
+# model's by 10x) and must invert; 1e10 turns every quality figure into nonsense.
+MAX_TENSOR_ABS = 100.0
+
+# The most pixels one byte of a format's compressed data can stand for: a file smaller than
+# pixels / bound cannot hold the image its header claims (a decompression bomb's bait, or a
+# truncated file) and is refused from the header, before any decoding.
+#   PNG: deflate expands at most 1032x (a 258-byte match in two 1-bit codes), and a row of
+#        a 1-bit image packs 8 pixels per byte.
+#   GIF: an LZW code stands for at most 4096 pixels and is at least 12 bits wide by then
+#        (shorter codes stand for fewer): 4096 / 12 pixels per bit.
+# JPEG (arithmetic coding), WebP (single-symbol Huffman trees) and BMP (RLE skips) have no
+# such bound: the pixel budget alone limits them, and JPEG is decoded at a reduced scale.
+MAX_PIXELS_PER_BYTE = {"PNG": 1032 * 8, "GIF": 4096 * 8 // 12}
+DECODE_THREADS = 2  # decodes running at once: their CPU and memory are bounded by this
+
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
-def decode(
-    data: bytes, *, field: str, max_bytes: int, max_side: int, mode: str = "RGB"
+def _decoder_pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(DECODE_THREADS, "image-decode")
+        return _pool
+
+
+async def in_decoder(fn: Callable[[], T]) -> T:
+    """Run ``fn`` (a parse that decodes images) in the decoder threads, off the event loop:
+    decoding a large image costs a tenth of a second of CPU, which on the loop would stall
+    every other call. At most ``DECODE_THREADS`` run at once; the rest queue."""
+    return await asyncio.get_running_loop().run_in_executor(_decoder_pool(), fn)
+
+
+def probe(
+    data: bytes, *, field: str, max_bytes: int, max_side: int, max_pixels: int
 ) -> Image.Image:
-    """Bytes -> PIL image in ``mode``; InvalidInput naming ``field`` when empty, too big,
-    undecodable or of an unsupported format."""
+    """Bytes -> a PIL image whose header alone has been read (no pixels decoded yet), after
+    every check the header allows: size in bytes, format, sides, pixel count against
+    ``max_pixels``, and whether the data can hold that many pixels at all. InvalidInput
+    naming ``field`` otherwise."""
     if not data:
         raise InvalidInput("image is empty", field=field)
     if len(data) > max_bytes:
         raise InvalidInput(f"image is {len(data)} bytes, the limit is {max_bytes}", field=field)
     try:
-        img = Image.open(io.BytesIO(data))  # lazy: reads the header only
-        if img.format not in ACCEPTED_FORMATS:
-            raise InvalidInput(f"unsupported image format {img.format}", field=field)
-        if max(img.size) > max_side or min(img.size) < 1:
-            raise InvalidInput(
-                f"image is {img.size[0]}x{img.size[1]}, the limit is {max_side} per side",
-                field=field,
-            )
+        img = Image.open(io.BytesIO(data), formats=sorted(ACCEPTED_FORMATS))  # header only
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error):
+        raise InvalidInput(
+            f"not an image of an accepted format ({', '.join(sorted(ACCEPTED_FORMATS))})",
+            field=field,
+        ) from None
+    except Image.DecompressionBombError:
+        raise InvalidInput("image has too many pixels", field=field) from None
+    w, h = img.size
+    if min(w, h) < 1 or max(w, h) > max_side:
+        raise InvalidInput(f"image is {w}x{h}, the limit is {max_side} per side", field=field)
+    if w * h > max_pixels:
+        raise InvalidInput(
+            f"image is {w}x{h} = {w * h} pixels, the limit is {max_pixels}", field=field
+        )
+    bound = MAX_PIXELS_PER_BYTE.get(img.format or "")
+    if bound is not None and w * h > bound * len(data):
+        raise InvalidInput(
+            f"{img.format} data of {len(data)} bytes cannot hold the {w}x{h} pixels its "
+            "header claims (truncated or crafted)",
+            field=field,
+        )
+    return img
+
+
+def load(img: Image.Image, *, field: str, mode: str = "RGB", at_least: int = 0) -> Image.Image:
+    """Decode a probed image into ``mode``. ``at_least``: the side the caller will resize
+    to; a JPEG is decoded at the smallest reduced scale that keeps twice that (decoding a
+    large photo at 1/8 scale costs 1/64 of the work)."""
+    try:
+        if at_least and img.format == "JPEG":
+            img.draft(mode, (2 * at_least, 2 * at_least))
         img.load()
         return img.convert(mode)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InvalidInput(f"cannot decode image: {exc}", field=field) from None
+    except Image.DecompressionBombError:
+        raise InvalidInput("image has too many pixels", field=field) from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error):
+        raise InvalidInput(
+            f"{img.format} image data is truncated or corrupt", field=field
+        ) from None
+
+
+def decode(
+    data: bytes,
+    *,
+    field: str,
+    max_bytes: int,
+    max_side: int,
+    max_pixels: int | None = None,  # None: max_side squared
+    mode: str = "RGB",
+    at_least: int = 0,  # see load()
+) -> Image.Image:
+    """Bytes -> PIL image in ``mode`` (``probe`` then ``load``); InvalidInput naming
+    ``field`` when empty, too big, undecodable or of an unsupported format."""
+    img = probe(
+        data,
+        field=field,
+        max_bytes=max_bytes,
+        max_side=max_side,
+        max_pixels=max_side * max_side if max_pixels is None else max_pixels,
+    )
+    return load(img, field=field, mode=mode, at_least=at_least)
 
 
 def fit(img: Image.Image, resolution: int, mode: str = "center_crop") -> Image.Image:
@@ -95,4 +188,10 @@ def check_tensor_image(
         )
     if not np.isfinite(x).all():
         raise InvalidInput("tensor has NaN or Inf values", field=field)
+    if np.abs(x).max() > MAX_TENSOR_ABS:
+        raise InvalidInput(
+            f"tensor values must be within [-{MAX_TENSOR_ABS:g}, {MAX_TENSOR_ABS:g}] "
+            "(images are in [-1, 1])",
+            field=field,
+        )
     return np.ascontiguousarray(x, dtype=np.float32)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from stylegate.service.errors import BackendUnavailable, NotFound
+from stylegate.service.errors import BackendUnavailable, NotFound, clip
 from stylegate.service.signatures import METADATA_FILE
 
 # The networks each inversion method calls. ``encoder`` still evaluates its latent with one
@@ -95,7 +95,7 @@ class GeneratorInfo:
         except KeyError:
             known = ", ".join(sorted(self.directions)) or "none"
             raise NotFound(
-                f"unknown direction {name!r} for generator {self.name!r} (known: {known})",
+                f"unknown direction {clip(name)} for generator {self.name!r} (known: {known})",
                 field=field,
             ) from None
 
@@ -112,7 +112,7 @@ class RepositoryInfo:
             return self.generators[name]
         except KeyError:
             known = ", ".join(sorted(self.generators))
-            raise NotFound(f"unknown model {name!r} (served: {known})", field=field) from None
+            raise NotFound(f"unknown model {clip(name)} (served: {known})", field=field) from None
 
     @property
     def served_models(self) -> set[str]:

@@ -6,8 +6,11 @@ of nested messages (``invert.steps``, ``edits[0].vector``)."""
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -34,6 +37,14 @@ DEFAULT_FRAMES = 8
 DEFAULT_CHUNK = 16
 DEFAULT_JPEG_QUALITY = 90
 MAX_PSI = 2.0
+# Bounds on client numbers: far outside what any model produces or needs, far inside what
+# float32 survives (3e38 in a latent overflows the first layer to Inf and the image to NaN).
+MAX_Z_ABS = 100.0  # z is standard normal: 100 sigma is no sample
+MAX_LATENT_ABS = editing.MAX_LATENT_ABS  # W / W+ values, edits included
+MAX_STRENGTH = 100.0  # edit strength: standard deviations (named) or W units (vectors)
+MAX_LOSS_WEIGHT = 1000.0  # inversion loss weights (defaults are 0.5-1)
+
+T = TypeVar("T")
 
 FORMATS = {
     pb.IMAGE_FORMAT_UNSPECIFIED: "png",
@@ -88,7 +99,7 @@ def tensor(t: pb.Tensor, *, field: str) -> np.ndarray:
     shape = tuple(int(d) for d in t.shape)
     if not shape or len(shape) > MAX_TENSOR_DIMS or any(d <= 0 for d in shape):
         raise InvalidInput(f"bad tensor shape {list(shape)}", field=field)
-    expected = int(np.prod(shape)) * 4
+    expected = math.prod(shape) * 4  # Python ints: [2**32, 2**32] must not wrap to 0
     if len(t.data) != expected:
         raise InvalidInput(
             f"tensor data has {len(t.data)} bytes, shape {list(shape)} needs {expected}",
@@ -118,13 +129,29 @@ def image(
         )
     if which is None:
         raise InvalidInput("no image given (set data or tensor)", field=field)
-    pil = images.decode(
-        img.data,
+    pil = images.load(
+        _probe(img, settings, field=f"{field}.data"),
         field=f"{field}.data",
-        max_bytes=settings.max_image_bytes,
-        max_side=settings.max_image_side,
+        at_least=gen.resolution,
     )
     return images.to_model(images.fit(pil, gen.resolution, resize))
+
+
+def _probe(img: pb.Image, settings: Settings, *, field: str) -> images.Image.Image:
+    return images.probe(
+        img.data,
+        field=field,
+        max_bytes=settings.max_image_bytes,
+        max_side=settings.max_image_side,
+        max_pixels=settings.max_image_pixels,
+    )
+
+
+def _probe_encoded(img: pb.Image, settings: Settings, *, field: str) -> None:
+    """The header checks of an encoded image (no decoding): run on every image of a
+    request before the first one is decoded."""
+    if img.WhichOneof("content") == "data":
+        _probe(img, settings, field=f"{field}.data")
 
 
 def mask(
@@ -141,13 +168,8 @@ def mask(
             m = m[None]
         m = images.check_tensor_image(m, r, field=f"{field}.tensor", channels=1)
     else:
-        pil = images.decode(
-            img.data,
-            field=f"{field}.data",
-            max_bytes=settings.max_image_bytes,
-            max_side=settings.max_image_side,
-            mode="L",
-        )
+        probed = _probe(img, settings, field=f"{field}.data")
+        pil = images.load(probed, field=f"{field}.data", mode="L", at_least=r)
         m = images.to_mask(images.fit(pil, r, resize))
     if m.min() < 0 or m.max() > 1:
         raise InvalidInput("mask values must be in [0, 1]", field=field)
@@ -166,16 +188,21 @@ def check_latent(x: np.ndarray, gen: GeneratorInfo, *, field: str) -> np.ndarray
             f"[{gen.num_ws}, {gen.w_dim}] for model {gen.name!r}",
             field=field,
         )
-    if not np.isfinite(x).all():
-        raise InvalidInput("latent has NaN or Inf values", field=field)
+    _finite_within(x, MAX_LATENT_ABS, "latent", field=field)
     return np.array(x, dtype=np.float32)
+
+
+def _finite_within(x: np.ndarray, bound: float, what: str, *, field: str) -> None:
+    if not np.isfinite(x).all():
+        raise InvalidInput(f"{what} has NaN or Inf values", field=field)
+    if x.size and np.abs(x).max() > bound:
+        raise InvalidInput(f"{what} values must be within [-{bound:g}, {bound:g}]", field=field)
 
 
 def check_z(z: np.ndarray, gen: GeneratorInfo, *, field: str) -> np.ndarray:
     if z.shape != (gen.z_dim,):
         raise InvalidInput(f"z has shape {list(z.shape)}, expected [{gen.z_dim}]", field=field)
-    if not np.isfinite(z).all():
-        raise InvalidInput("z has NaN or Inf values", field=field)
+    _finite_within(z, MAX_Z_ABS, "z", field=field)
     return z.astype(np.float32)
 
 
@@ -233,8 +260,11 @@ def _edits(gen: GeneratorInfo, ops: Sequence[pb.EditOp]) -> tuple[editing.Edit, 
     edits = []
     for i, op in enumerate(ops):
         field = f"edits[{i}]"
-        if not math.isfinite(op.strength):
-            raise InvalidInput("strength must be finite", field=f"{field}.strength")
+        if not math.isfinite(op.strength) or abs(op.strength) > MAX_STRENGTH:
+            raise InvalidInput(
+                f"strength must be within [-{MAX_STRENGTH:g}, {MAX_STRENGTH:g}]",
+                field=f"{field}.strength",
+            )
         layers = (
             op.layer_start if op.HasField("layer_start") else None,
             op.layer_stop if op.HasField("layer_stop") else None,
@@ -328,7 +358,11 @@ def parse_batch_generate(
     gen = repository.generator(req.model)
     which = req.WhichOneof("seeds")
     if which == "range":
-        seeds: Sequence[int] = range(req.range.start, req.range.stop)
+        start, stop = req.range.start, req.range.stop
+        # checked before len(): a range of 2**64 seeds has no len() in Python
+        _within(start, 0, MAX_SEED, field="range.start")
+        _within(stop, start + 1, MAX_SEED + 1, field="range.stop")
+        seeds: Sequence[int] = range(start, stop)
         field = "range"
     elif which == "list":
         seeds, field = list(req.list.seeds), "list.seeds"
@@ -369,10 +403,14 @@ def parse_invert(
     method = enum(METHODS, req.method, field=f"{prefix}method")
     inversion.require_networks(gen, method, field=f"{prefix}method")
     resize = enum(RESIZE, req.resize, field=f"{prefix}resize")
-    target = image(req.image, gen, settings, resize=resize, field=f"{prefix}image")
     space = enum(SPACES, req.space, field=f"{prefix}space")
-    target_mask = mask(req.mask, gen, settings, resize=resize, field=f"{prefix}mask")
     lw = req.loss_weights
+    for term in LOSS_TERMS:
+        if lw.HasField(term) and abs(getattr(lw, term)) > MAX_LOSS_WEIGHT:
+            raise InvalidInput(
+                f"weight {getattr(lw, term):g} is over {MAX_LOSS_WEIGHT:g}",
+                field=f"{prefix}loss_weights.{term}",
+            )
     try:
         opts = inversion.options(
             method,
@@ -380,7 +418,6 @@ def parse_invert(
             learning_rate=req.learning_rate if req.HasField("learning_rate") else None,
             loss_weights={t: getattr(lw, t) if lw.HasField(t) else None for t in LOSS_TERMS},
             space=space,
-            mask=target_mask,
             early_stop_tol=req.early_stop_tol if req.HasField("early_stop_tol") else None,
             early_stop_window=(
                 req.early_stop_window if req.HasField("early_stop_window") else None
@@ -391,11 +428,18 @@ def parse_invert(
         if not prefix or exc.field is None:
             raise
         raise type(exc)(exc.args[0], field=f"{prefix}{exc.field}") from None
+    output = output_format(req.output, field=f"{prefix}output")
+    # Every cheap check is done; the headers of both images are checked before either is
+    # decoded (the expensive part, which the servicer runs off the event loop: parse_off_loop)
+    _probe_encoded(req.image, settings, field=f"{prefix}image")
+    _probe_encoded(req.mask, settings, field=f"{prefix}mask")
+    target_mask = mask(req.mask, gen, settings, resize=resize, field=f"{prefix}mask")
+    target = image(req.image, gen, settings, resize=resize, field=f"{prefix}image")
     return InvertPlan(
         gen=gen,
         target=target,
-        options=opts,
-        output=output_format(req.output, field=f"{prefix}output"),
+        options=dataclasses.replace(opts, mask=target_mask),
+        output=output,
         preview_every=max(req.preview_every, 0),
         progress_every=req.progress_every if req.progress_every > 0 else 1,
     )
@@ -468,3 +512,26 @@ def parse_interpolate(
         output=output_format(req.output),
         return_latents=req.return_latents,
     )
+
+
+def has_encoded_image(req: object) -> bool:
+    """Whether ``req`` (an Invert or Edit request) carries encoded image bytes to decode."""
+    inv = req.invert if isinstance(req, pb.EditRequest) else req
+    return isinstance(inv, pb.InvertRequest) and "data" in (
+        inv.image.WhichOneof("content"),
+        inv.mask.WhichOneof("content"),
+    )
+
+
+async def parse_off_loop(
+    parse: Callable[[T, RepositoryInfo, Settings], object],
+    req: T,
+    repository: RepositoryInfo,
+    settings: Settings,
+):
+    """``parse(req, repository, settings)``; in the image decoder threads when the request
+    carries encoded images (decoding is the one costly part of parsing: never on the event
+    loop), inline otherwise."""
+    if not has_encoded_image(req):
+        return parse(req, repository, settings)
+    return await images.in_decoder(functools.partial(parse, req, repository, settings))

@@ -9,6 +9,7 @@ import numpy as np
 
 from stylegate.protos.v1 import stylegate_pb2 as pb
 from stylegate.service import images
+from stylegate.service.errors import GatewayError
 from stylegate.service.inversion import Inversion, Progress
 from stylegate.service.metadata import Direction, GeneratorInfo, RepositoryInfo
 from stylegate.service.plans import OutputFormat
@@ -21,14 +22,26 @@ FORMAT_ENUMS = {
 }
 
 
+MAX_PSNR_DB = 200.0  # identical images have an infinite PSNR; float32 rounding alone ~140 dB
+
+
+def _finite(a: np.ndarray | float, what: str) -> None:
+    """No reply carries NaN or Inf: the request's numbers are bounded at the boundary, so a
+    non-finite result is a fault of the gateway or a model (INTERNAL with an error id)."""
+    if not np.isfinite(a).all():
+        raise GatewayError(f"{what} has NaN or Inf values")
+
+
 def tensor(a: np.ndarray) -> pb.Tensor:
     a = np.ascontiguousarray(a, dtype="<f4")
+    _finite(a, "a result tensor")
     return pb.Tensor(shape=list(a.shape), data=a.tobytes())
 
 
 def image(img: np.ndarray, fmt: OutputFormat) -> pb.Image:
     """[3, H, W] in [-1, 1] -> pb.Image in the requested format."""
     h, w = img.shape[-2:]
+    _finite(img, "a result image")
     if fmt.kind == "raw":
         return pb.Image(tensor=tensor(img), format=pb.IMAGE_FORMAT_RAW, width=w, height=h)
     return pb.Image(
@@ -54,7 +67,13 @@ def generated_images(
 
 
 def loss_terms(terms: Mapping[str, float]) -> pb.LossTerms:
+    _finite(np.array(list(terms.values()), dtype=np.float64), "a loss term")
     return pb.LossTerms(**terms)
+
+
+def scalar(value: float, what: str) -> float:
+    _finite(np.float64(value), what)
+    return value
 
 
 def invert_progress(event: Progress, fmt: OutputFormat, *, preview: bool) -> pb.InvertResponse:
@@ -62,7 +81,7 @@ def invert_progress(event: Progress, fmt: OutputFormat, *, preview: bool) -> pb.
         progress=pb.InvertProgress(
             step=event.step,
             total_steps=event.total_steps,
-            loss=event.loss,
+            loss=scalar(event.loss, "the loss"),
             terms=loss_terms(event.terms),
             learning_rate=event.learning_rate,
             preview=image(event.image, fmt) if preview else None,
@@ -78,12 +97,12 @@ def invert_result(gen: GeneratorInfo, r: Inversion, fmt: OutputFormat) -> pb.Inv
             reconstruction=image(r.reconstruction, fmt),
             target=image(r.target, fmt),
             quality=pb.QualityFigures(
-                psnr=q.psnr,
-                ssim=q.ssim,
-                perceptual_distance=q.perceptual_distance,
-                in_domain_score=q.in_domain_score,
+                psnr=scalar(min(q.psnr, MAX_PSNR_DB), "psnr"),
+                ssim=scalar(q.ssim, "ssim"),
+                perceptual_distance=scalar(q.perceptual_distance, "perceptual_distance"),
+                in_domain_score=scalar(q.in_domain_score, "in_domain_score"),
             ),
-            loss=r.loss,
+            loss=scalar(r.loss, "the loss"),
             terms=loss_terms(r.terms),
             steps=r.steps,
             early_stopped=r.early_stopped,

@@ -14,8 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from stylegate.protos.v1 import stylegate_pb2 as pb
-from stylegate.protos.v1 import stylegate_pb2_grpc as pb_grpc
-from stylegate.service import metrics, security
+from stylegate.service import metrics, rpc, security
 from stylegate.service.backends.base import Backend
 from stylegate.service.errors import StylegateError
 from stylegate.service.metadata import RepositoryInfo, load_repository
@@ -41,6 +40,7 @@ def make_backend(settings: Settings, repository: RepositoryInfo) -> Backend:
             max_batch=settings.max_batch,
             batch_window_ms=settings.batch_window_ms,
             max_queue=settings.max_queue,
+            bulk_max_batch=settings.bulk_max_batch,
         )
     if settings.backend == "triton":
         from stylegate.service.backends.triton import TritonBackend
@@ -182,7 +182,7 @@ def create_server(
         interceptors=[security.AccessInterceptor(access)],
     )
     servicer = StyleGateServicer(settings, repository, backend)
-    pb_grpc.add_StyleGateServicer_to_server(servicer, server)
+    rpc.add_servicer(servicer, server, pb.DESCRIPTOR.services_by_name["StyleGate"])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if settings.reflection:
