@@ -22,6 +22,7 @@ from typing import Any
 
 import grpc
 
+from stylegate.service import security
 from stylegate.service.errors import OverCapacity
 from stylegate.service.settings import Settings
 
@@ -46,6 +47,9 @@ def client_identity(context: grpc.aio.ServicerContext) -> str:
     """Who is calling, for the per-client limits: the peer's address without its port (one
     client opening many connections is still one client). Authentication can return its
     own identity here (e.g. the mTLS subject or the token's name) before falling back."""
+    identity = security.authenticated_identity()  # set by security.AccessInterceptor
+    if identity:
+        return f"client:{identity}"
     peer = context.peer() or "unknown"  # "ipv4:127.0.0.1:54321", "ipv6:[::1]:5", "unix:..."
     scheme, _, rest = peer.partition(":")
     if scheme in ("ipv4", "ipv6"):

@@ -1,4 +1,4 @@
-"""Transport security and access control of the gateway (docs/design.md, "Security").
+"""Transport security and access control of the gateway.
 
 - TLS / mutual TLS on the gateway's port: certificate, key and client CA are PEM files,
   re-read at the next handshake after they change (a renewed certificate, a rotated
@@ -343,13 +343,16 @@ def peer_host(peer: str) -> str:
     return peer
 
 
+def authenticated_identity() -> str | None:
+    """The current RPC's caller as authenticated: its name in the access file, else the
+    common name of its client certificate; None for an anonymous caller."""
+    return _IDENTITY.get()
+
+
 def client_identity(context: grpc.aio.ServicerContext) -> str:
-    """Who is calling, for per-client limits: the access file's name of the client, else
-    the common name of its client certificate, else its network address."""
-    identity = _IDENTITY.get()
-    if identity:
-        return identity
-    return peer_host(context.peer() or "unknown")
+    """Who is calling, for per-client limits: ``authenticated_identity()``, else the
+    caller's network address."""
+    return authenticated_identity() or peer_host(context.peer() or "unknown")
 
 
 def _bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:

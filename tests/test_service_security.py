@@ -251,7 +251,9 @@ def test_access_file_errors_are_one_line_without_the_token(tmp_path):
 
 async def _identity_server(interceptor, credentials=None):
     async def who(request: bytes, context) -> bytes:
-        return security.client_identity(context).encode()
+        from stylegate.service import admission  # its per-client limits key on the same
+
+        return f"{security.client_identity(context)}|{admission.client_identity(context)}".encode()
 
     handler = grpc.method_handlers_generic_handler(
         "test.Who", {"Get": grpc.unary_unary_rpc_method_handler(who)}
@@ -289,7 +291,11 @@ def test_client_identity_names_the_caller(pki, access_file):
             await plain.stop(0)
             await mtls.stop(0)
 
-    assert asyncio.run(scenario()) == (b"127.0.0.1", b"alice-tls", b"ops")
+    assert asyncio.run(scenario()) == (
+        b"127.0.0.1|ipv4:127.0.0.1",
+        b"alice-tls|client:alice-tls",
+        b"ops|client:ops",
+    )
 
 
 # --- reflection, TLS to Triton ------------------------------------------------------------
