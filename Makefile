@@ -7,7 +7,7 @@ REPO ?= model_repository
 PORT ?= 50051
 METRICS_PORT ?= 9090
 
-.PHONY: install export serve test lint protos check clean
+.PHONY: install export serve test lint protos check clean soak
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,11 @@ lint: install
 
 protos: install
 	$(BIN)/python scripts/gen_protos.py
+
+# A bounded soak of a gateway process: RSS, open FDs and errors at start and end.
+SECONDS ?= 60
+soak: install
+	$(BIN)/python -m bench.soak --seconds $(SECONDS)
 
 clean:
 	rm -rf $(VENV) $(REPO)/*/ $(REPO)/stylegate.json
