@@ -126,7 +126,10 @@ def parse_layers(spec: str | None) -> tuple[int, int] | None:
 def load_latent(spec: str):
     """A seed ('42') or a .npy latent file."""
     if spec.endswith(".npy"):
-        return np.load(spec).astype(np.float32)
+        try:  # never unpickles (allow_pickle=False): a pickled array is refused
+            return np.load(spec, allow_pickle=False).astype(np.float32)
+        except (OSError, ValueError, TypeError) as exc:
+            raise click.BadParameter(f"{spec}: not a readable latent ({exc})") from None
     try:
         return int(spec)
     except ValueError:
