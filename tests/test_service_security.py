@@ -382,7 +382,15 @@ def test_cli_refuses_bad_files_in_one_line(tmp_path, pki):
         assert len(lines) == 1 and lines[0].startswith("error: "), run.stderr
         assert "Traceback" not in run.stderr
     assert "nope.pem: no such file" in runs[0].stderr
-    assert "not a PEM file" in runs[1].stderr or "CA" in runs[1].stderr
+    assert "is not a PEM certificate" in runs[1].stderr
+    # a latent file that would need unpickling is refused, not loaded, and not a traceback
+    import numpy as np
+
+    evil = tmp_path / "evil.npy"
+    np.save(evil, np.array([object()], dtype=object), allow_pickle=True)
+    run = _cli("mix", "--a", str(evil), "--b", "1", "--out", str(tmp_path))
+    assert run.returncode == 2 and "not a readable latent" in run.stderr
+    assert "Traceback" not in run.stderr
 
 
 def test_cli_client_over_mutual_tls_with_a_token(repository, pki, access_file, tmp_path):
