@@ -45,13 +45,20 @@ class Settings:
 
     # limits
     max_steps: int = 1000
-    max_image_bytes: int = 16 * 1024 * 1024
+    max_image_bytes: int = 8 * 1024 * 1024  # a 12 MP JPEG is 3-6 MB
     max_image_side: int = 4096
     max_image_pixels: int = 4096 * 3072  # decoded pixels, from the header (12 MP photos fit)
     max_generate: int = 64  # images per Generate / Interpolate frames
     max_batch_seeds: int = 1_000_000
     max_concurrent_inversions: int = 64
-    max_message_bytes: int = 64 * 1024 * 1024
+    # Memory (issue 11, finding 3; k8s limit 1 GiB): a request is held whole before admission
+    # looks at it, and costs about twice its size while parsed (the transport's buffer and
+    # the protobuf's bytes). Admitted large requests: at most max_request_bytes_in_flight
+    # (128 MiB) x 2 = 256 MiB; refused ones live for under a millisecond each. Idle gateway
+    # about 100 MB (Triton backend), inversions a few kB each: worst case 100 + 256 + 2 x 64
+    # concurrent senders x 10 MiB in transit = 0.6 GiB, measured 0.5 GiB peak by
+    # tests/test_service_memory.py.
+    max_message_bytes: int = 10 * 1024 * 1024
 
     # admission (service/admission.py): concurrent RPCs per kind, over all clients and per
     # client (the peer's address, or its authenticated identity); past them RESOURCE_EXHAUSTED
