@@ -235,6 +235,43 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def end_orphaned_stubs(server_pid: int) -> list[int]:
+    """SIGKILL the python-backend stubs of a tritonserver that is gone (``server_pid``) and
+    remove their shared-memory regions; returns their pids. A stub busy with a request
+    when its server was killed outlives it for minutes, holding its memory. Linux only
+    (reads /proc); a no-op elsewhere."""
+    ended = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        # stub argv: binary, model.py, shm region, shm sizes (2), parent pid, ...
+        if len(argv) < 6 or not argv[0].endswith(b"triton_python_backend_stub"):
+            continue
+        if argv[5] != str(server_pid).encode():
+            continue
+        try:
+            os.kill(int(entry.name), signal.SIGKILL)
+        except OSError:
+            continue
+        ended.append(int(entry.name))
+        region = Path("/dev/shm") / os.fsdecode(argv[2])
+        if "/" not in os.fsdecode(argv[2]):
+            region.unlink(missing_ok=True)
+    deadline = time.monotonic() + 5.0  # gone (a zombie's cmdline is empty) before returning
+    while time.monotonic() < deadline and any(_has_cmdline(pid) for pid in ended):
+        time.sleep(0.02)
+    return ended
+
+
+def _has_cmdline(pid: int) -> bool:
+    try:
+        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
+    except OSError:
+        return False
+
+
 # ---------------------------------------------------------------------------------------
 # The server process
 
@@ -403,7 +440,9 @@ class TritonServer:
         return self.process.wait()
 
     def stop(self, grace: float = 30.0) -> int | None:
-        """SIGTERM (Triton finishes in-flight requests and unloads), SIGKILL past ``grace``."""
+        """SIGTERM (Triton finishes in-flight requests and unloads), SIGKILL past ``grace``.
+        After a server that did not stop cleanly (killed), its leftover python stubs are
+        ended and their shared memory removed."""
         code = None
         if self.process is not None:
             if self.process.poll() is None:
@@ -411,9 +450,11 @@ class TritonServer:
                 try:
                     self.process.wait(grace)
                 except subprocess.TimeoutExpired:
-                    self.process.kill()  # its python stubs exit when they lose it
+                    self.process.kill()
                     self.process.wait()
             code = self.process.returncode
+            if code != 0:
+                end_orphaned_stubs(self.process.pid)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -30,7 +30,12 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
-from stylegate.ops.triton_local import TritonServer, build_cpu_repository, free_port
+from stylegate.ops.triton_local import (
+    TritonServer,
+    build_cpu_repository,
+    end_orphaned_stubs,
+    free_port,
+)
 from stylegate.service.backends.base import Priority
 from stylegate.service.backends.triton import TritonBackend, expected_models
 from stylegate.service.errors import BackendUnavailable, DeadlineExceeded, GatewayError
@@ -514,8 +519,8 @@ def test_kill_9_ends_every_stream_with_unavailable_and_the_gateway_recovers(repo
             ]
             for reader in readers:
                 reader.start()
-            killed = time.monotonic()
-            os.kill(server.process.pid, signal.SIGKILL)
+            killed, pid = time.monotonic(), server.process.pid
+            os.kill(pid, signal.SIGKILL)
             for reader in readers:
                 reader.join(max(0.0, killed + STATUS_BOUND_S + 5 - time.monotonic()))
             hung = [i for i in range(STREAMS) if i not in ended]
@@ -540,8 +545,9 @@ def test_kill_9_ends_every_stream_with_unavailable_and_the_gateway_recovers(repo
                     client.generate([1], timeout=30)
                 assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
                 # tritonserver back on the same ports; the gateway is not restarted
-                server.stop()  # reaps the killed process
+                server.stop()  # reaps the killed process and ends its orphaned stubs
                 assert not server.running
+                assert end_orphaned_stubs(pid) == []
                 server.start(300)
                 back = time.monotonic()
                 assert len(client.generate([0, 1], timeout=30)) == 2
