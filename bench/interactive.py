@@ -61,7 +61,7 @@ async def _run(address: str, probes: int) -> None:
         results["64 inversions"] = await _probe(stub, probes)
         for s in inv:
             s.cancel()
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
         seeds = pb.SeedRange(start=0, stop=10_000_000)
         streams = [
@@ -73,7 +73,7 @@ async def _run(address: str, probes: int) -> None:
         results["4 BatchGenerate streams"] = await _probe(stub, probes)
         for s in streams:
             s.cancel()
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
         refused: list[float] = []
         codes: dict[str, int] = {}
