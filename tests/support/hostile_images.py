@@ -57,8 +57,8 @@ def png_bomb(side: int = 4096) -> bytes:
 def encoded(side: int, fmt: str = "PNG", *, mode: str = "RGB", seed: int = 0) -> bytes:
     """An honest random image of side x side in ``fmt``."""
     rng = np.random.default_rng(seed)
-    channels = {"RGB": 3, "L": 1}[mode]
-    pixels = rng.integers(0, 256, (side, side, channels), dtype=np.uint8).squeeze()
+    pixels = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+    img = Image.fromarray(pixels)
     buf = io.BytesIO()
-    Image.fromarray(pixels, mode).save(buf, fmt)
+    (img.convert("L") if mode == "L" else img).save(buf, fmt)
     return buf.getvalue()
