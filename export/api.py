@@ -19,7 +19,7 @@ import torch
 from stylegate.export import blend as B
 from stylegate.export import directions as D
 from stylegate.export import features as F
-from stylegate.export.repository import GeneratorSpec, write_repository
+from stylegate.export.repository import GeneratorSpec, add_generator, write_repository
 from stylegate.gan import checkpoint as ckpt
 from stylegate.gan import data
 from stylegate.gan import networks as N
@@ -124,11 +124,12 @@ def export_generator(
     encoder: torch.nn.Module | None = None,  # a trained domain-guided encoder, if any
     directions: D.DirectionOptions | None = D.DEFAULT_OPTIONS,
     extra: Mapping[str, object] | None = None,  # more keys for its stylegate.json entry
+    name: str = "base",  # the generator's name in the repository (requests' ``model``)
 ) -> dict:
-    """Export one (imported) generator as the repository's base generator: mapping,
-    synthesis, a ``features`` network and the ``inversion_step`` (so ``optimize`` works
-    straight away; its domain term is 0 until an ``encoder`` is given, which also serves
-    ``encoder`` and so ``in_domain``).
+    """Export one (imported) generator into the repository ``out`` as ``name``, next to the
+    generators it already serves: mapping, synthesis, a ``features`` network and the
+    ``inversion_step`` (so ``optimize`` works straight away; its domain term is 0 until an
+    ``encoder`` is given, which also serves ``encoder`` and so ``in_domain``).
 
     features: "discriminator" (the checkpoint's D; the default when ``discriminator`` is
         given), "none" (SSIM-structure features, no network; the default otherwise), a path
@@ -147,14 +148,14 @@ def export_generator(
             conv_clamp=conv_clamp,
         )
     spec = GeneratorSpec(
-        "base",
+        name,
         generator,
         description=description,
         encoder=encoder,
         feature_net=net.eval().requires_grad_(False),
         extra={"feature_network": F.describe(net), **(extra or {})},
     )
-    return write_repository(out, [spec], directions=directions)
+    return add_generator(out, spec, directions=directions)
 
 
 def export_imported(
@@ -164,6 +165,7 @@ def export_imported(
     features: str | os.PathLike | None = None,  # as export_generator's; None: its default
     directions: D.DirectionOptions | None = D.DEFAULT_OPTIONS,
     source: str | os.PathLike | None = None,  # the checkpoint file it was read from
+    name: str = "base",  # the generator's name in the repository
 ) -> dict:
     """``stylegate export --from``: an imported checkpoint with its feature network and
     inversion step. With ``source``, the generator's entry records where its torch weights
@@ -186,6 +188,7 @@ def export_imported(
         features=imported_feature_net(imported, choice),
         directions=directions,
         extra=extra,
+        name=name,
     )
 
 

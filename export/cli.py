@@ -117,6 +117,13 @@ def _summary(meta: dict, seconds: float) -> None:
     "| nvlabs (NETWORK.pkl) | rosinality (CKPT.pt)",
 )
 @click.option(
+    "--name",
+    default="base",
+    show_default=True,
+    help="with --from: the imported generator's name (the `model` of requests); other "
+    "generators in --out are kept",
+)
+@click.option(
     "--features",
     "feature_choice",
     default=None,
@@ -152,6 +159,7 @@ def export(
     blend_width,
     no_blend,
     source,
+    name,
     feature_choice,
     samples,
     image_samples,
@@ -194,7 +202,12 @@ def export(
 
         try:
             meta = api.export_imported(
-                out, imported, features=feature_choice, directions=options, source=path
+                out,
+                imported,
+                features=feature_choice,
+                directions=options,
+                source=path,
+                name=name,
             )
         except FeatureNetworkError as e:
             click.echo(f"error: {e}", err=True)

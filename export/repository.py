@@ -97,6 +97,74 @@ def w_spread(g: N.Generator, *, samples: int = 10_000, seed: int = 0) -> float:
         return float(((w - g.mapping.w_avg) ** 2).sum(dim=1).mean().sqrt())
 
 
+def _export_generator(
+    out: Path,
+    spec: GeneratorSpec,
+    default: str,
+    shared_features: nn.Module | None,
+    directions: D.DirectionOptions | None,
+    records: list[dict],
+) -> dict:
+    """Export one generator's networks into ``out``; returns its ``stylegate.json`` entry
+    (export timings appended to ``records``)."""
+    g = spec.generator.eval().requires_grad_(False)
+    dims = generator_dims(spec, spec.feature_net or shared_features)
+    models: dict[str, str] = {}
+    networks: dict[str, nn.Module] = {}
+    if spec.mapping_from is None:
+        networks["mapping"] = onnx_export.wrap("mapping", generator=g)
+    else:
+        models["mapping"] = model_name(spec.mapping_from, "mapping", default)
+    networks["synthesis"] = onnx_export.wrap("synthesis", generator=g)
+    if spec.encoder is not None:
+        networks["encoder"] = onnx_export.wrap("encoder", encoder=spec.encoder.eval())
+    if spec.feature_net is not None:
+        networks["features"] = onnx_export.wrap("features", feature_net=spec.feature_net.eval())
+        networks["inversion_step"] = onnx_export.wrap(
+            "inversion_step",
+            generator=g,
+            encoder=spec.encoder.eval() if spec.encoder is not None else None,
+            feature_net=spec.feature_net.eval(),
+        )
+    for network, module in networks.items():
+        name = model_name(spec.name, network, default)
+        records.append(write_model(out, name, network, module, dims))
+        models[network] = name
+    order = ["mapping", "synthesis", "encoder", "features", "inversion_step"]
+    entry = {
+        "description": spec.description,
+        **dims,
+        "layer_resolutions": [int(r) for r in g.synthesis.layer_resolutions],
+        "w_avg": [float(v) for v in g.mapping.w_avg.float()],
+        "w_std": w_spread(g),
+        "models": {k: models[k] for k in order if k in models},
+        **spec.extra,
+    }
+    if spec.classifier is not None:
+        entry["attributes"] = list(spec.attributes)
+    if directions is not None:
+        t0 = time.monotonic()
+        entry["directions"] = D.compute_directions(
+            g,
+            classifier=spec.classifier,
+            attributes=spec.attributes,
+            regressions=spec.regressions,
+            options=directions,
+        )
+        records.append({"directions": spec.name, "seconds": round(time.monotonic() - t0, 2)})
+        log.info("directions of %s in %.1f s", spec.name, records[-1]["seconds"])
+    else:
+        entry["directions"] = {}
+    return entry
+
+
+def _write_metadata(path: Path, meta: dict) -> None:
+    """Write then rename: readers see the old file or the new one, never a torn one."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
 def write_repository(
     out: str | os.PathLike,
     generators: list[GeneratorSpec],
@@ -116,60 +184,38 @@ def write_repository(
     if default not in names:
         raise ValueError(f"default generator {default!r} is not among {names}")
     shared_features = next((g.feature_net for g in generators if g.feature_net is not None), None)
-    records = []
+    records: list[dict] = []
     meta = {"format_version": FORMAT_VERSION, "default_generator": default, "generators": {}}
     for spec in generators:
-        g = spec.generator.eval().requires_grad_(False)
-        dims = generator_dims(spec, spec.feature_net or shared_features)
-        models: dict[str, str] = {}
-        networks: dict[str, nn.Module] = {}
-        if spec.mapping_from is None:
-            networks["mapping"] = onnx_export.wrap("mapping", generator=g)
-        else:
-            models["mapping"] = model_name(spec.mapping_from, "mapping", default)
-        networks["synthesis"] = onnx_export.wrap("synthesis", generator=g)
-        if spec.encoder is not None:
-            networks["encoder"] = onnx_export.wrap("encoder", encoder=spec.encoder.eval())
-        if spec.feature_net is not None:
-            networks["features"] = onnx_export.wrap("features", feature_net=spec.feature_net.eval())
-        if spec.feature_net is not None:
-            networks["inversion_step"] = onnx_export.wrap(
-                "inversion_step",
-                generator=g,
-                encoder=spec.encoder.eval() if spec.encoder is not None else None,
-                feature_net=spec.feature_net.eval(),
-            )
-        for network, module in networks.items():
-            name = model_name(spec.name, network, default)
-            records.append(write_model(out, name, network, module, dims))
-            models[network] = name
-        order = ["mapping", "synthesis", "encoder", "features", "inversion_step"]
-        entry = {
-            "description": spec.description,
-            **dims,
-            "layer_resolutions": [int(r) for r in g.synthesis.layer_resolutions],
-            "w_avg": [float(v) for v in g.mapping.w_avg.float()],
-            "w_std": w_spread(g),
-            "models": {k: models[k] for k in order if k in models},
-            **spec.extra,
-        }
-        if spec.classifier is not None:
-            entry["attributes"] = list(spec.attributes)
-        if directions is not None:
-            t0 = time.monotonic()
-            entry["directions"] = D.compute_directions(
-                g,
-                classifier=spec.classifier,
-                attributes=spec.attributes,
-                regressions=spec.regressions,
-                options=directions,
-            )
-            records.append({"directions": spec.name, "seconds": round(time.monotonic() - t0, 2)})
-            log.info("directions of %s in %.1f s", spec.name, records[-1]["seconds"])
-        else:
-            entry["directions"] = {}
-        meta["generators"][spec.name] = entry
-    tmp = meta_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=1) + "\n")
-    os.replace(tmp, meta_path)
+        meta["generators"][spec.name] = _export_generator(
+            out, spec, default, shared_features, directions, records
+        )
+    _write_metadata(meta_path, meta)
+    return {**meta, "_export": records}
+
+
+def add_generator(
+    out: str | os.PathLike,
+    spec: GeneratorSpec,
+    *,
+    directions: D.DirectionOptions | None = D.DEFAULT_OPTIONS,
+) -> dict:
+    """Export one generator into the repository ``out``, keeping the generators it already
+    serves (a generator of the same name is replaced). In a new repository it becomes the
+    default generator. ``stylegate.json`` is rewritten atomically at the end, so a running
+    gateway sees the old repository until it reloads."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta_path = out / METADATA_FILE
+    meta = (
+        json.loads(meta_path.read_text())
+        if meta_path.exists()
+        else {"format_version": FORMAT_VERSION, "default_generator": spec.name, "generators": {}}
+    )
+    records: list[dict] = []
+    entry = _export_generator(
+        out, spec, meta["default_generator"], spec.feature_net, directions, records
+    )
+    meta["generators"][spec.name] = entry
+    _write_metadata(meta_path, meta)
     return {**meta, "_export": records}
