@@ -3,8 +3,9 @@ that ``stylegate triton`` builds) and the gateway's ``TritonBackend`` in front o
 
 One server for the module (started once, on free loopback ports): served outputs equal
 onnxruntime in-process for every model, Triton's dynamic batcher forms batches from
-concurrent inversion steps, the backend's start-up checks, priorities, deadlines, and
-unavailability with recovery after a restart.
+concurrent inversion steps, the backend's start-up checks, priorities, deadlines,
+unavailability with recovery after a restart, and kill -9 with Invert streams in flight
+(every stream gets a status; the same gateway recovers).
 """
 
 from __future__ import annotations
@@ -496,6 +497,10 @@ def test_kill_9_ends_every_stream_with_unavailable_and_the_gateway_recovers(repo
         labels = {"method": "Invert", "code": code}
         return REGISTRY.get_sample_value("stylegate_rpc_requests_total", labels) or 0.0
 
+    def inversions(outcome: str) -> float:
+        labels = {"method": "in_domain", "outcome": outcome}
+        return REGISTRY.get_sample_value("stylegate_inversions_total", labels) or 0.0
+
     backend = TritonBackend(repository, server.grpc_url)
     figures = []
     with (
@@ -506,6 +511,7 @@ def test_kill_9_ends_every_stream_with_unavailable_and_the_gateway_recovers(repo
         target = client.generate([7], fmt="png")[0].image.data
         for trial in range(KILL_TRIALS):
             before = {code: counted(code) for code in ("CANCELLED", "UNAVAILABLE")}
+            cancelled = inversions("cancelled")
             # long inversions (no early stop), each with a step done: in flight at the kill
             streams = [
                 client.invert_stream(target, steps=1000, early_stop_tol=0.0) for _ in range(STREAMS)
@@ -534,6 +540,7 @@ def test_kill_9_ends_every_stream_with_unavailable_and_the_gateway_recovers(repo
             # the gateway counted them as failures of the backend, not as cancellations
             assert counted("CANCELLED") == before["CANCELLED"]
             assert counted("UNAVAILABLE") - before["UNAVAILABLE"] >= STREAMS
+            assert inversions("cancelled") == cancelled
             with grpc.insecure_channel(gw.address) as channel:
                 _wait_for(
                     lambda ch=channel: _health(ch) == health_pb2.HealthCheckResponse.NOT_SERVING,
