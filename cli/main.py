@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "interpolate": "stylegate.service.cli:interpolate",
     "batch": "stylegate.service.cli:batch",
     "directions": "stylegate.service.cli:directions",
+    "reload": "stylegate.service.cli:reload",
     "loadtest": "stylegate.service.loadtest:loadtest",
     "export": "stylegate.export.cli:export",
     "triton": "stylegate.ops.triton_local:triton",

@@ -494,6 +494,19 @@ def batch(
     click.echo(f"wrote {len(seed_list)} images to {out}")
 
 
+@click.command()
+@SERVER_OPTION
+def reload(server: str) -> None:
+    """Have the gateway re-read its model repository (after `stylegate export --from`,
+    `train encoder` or `directions train`); prints what it serves now."""
+    with _client(server) as c:
+        try:
+            served = c.reload().models
+        except grpc.RpcError as err:
+            fail(err)
+    click.echo(f"serving {', '.join(served)}")
+
+
 @click.group(invoke_without_command=True)
 @MODEL_OPTION
 @SERVER_OPTION

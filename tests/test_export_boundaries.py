@@ -236,7 +236,8 @@ def test_directions_lists_by_default_and_a_reload_serves_trained_ones(repo: Path
             "directions", "train", "--repository", repo, "--labels", tmp_path / "labels.csv"
         )
         assert out.exit_code == 0, out.output
-        gw.run(gw.server.servicer.reload())
+        reloaded = stylegate("reload", "--server", gw.address)  # the real client command
+        assert reloaded.exit_code == 0 and reloaded.output.startswith("serving base"), reloaded
         listed = stylegate("directions", "list", "--server", gw.address)
         assert listed.exit_code == 0, listed.output
         line = next(ln for ln in listed.output.splitlines() if ln.startswith("tilt "))
