@@ -38,84 +38,19 @@ import torch
 
 from stylegate.gan import checkpoint as ckpt
 from stylegate.gan import data
+from tests.support import transplant
 
 ROOT = Path(__file__).resolve().parent.parent
 RANDOM_256 = {4: 256, 8: 256, 16: 256, 32: 256, 64: 128, 128: 64, 256: 32}
-
-
-def fir4() -> torch.Tensor:
-    """rosinality's upsampling blur kernel: [1,3,3,1] outer product, normalized, gain 4."""
-    k = torch.tensor([1.0, 3.0, 3.0, 1.0])
-    k = k[:, None] * k[None, :]
-    return k / k.sum() * 4
-
-
-def rosinality_g(G) -> dict[str, torch.Tensor]:
-    """Our generator's weights in rosinality's ``Generator`` keys (g_ema)."""
-    sd = {k: v.float() for k, v in G.state_dict().items()}
-    out = {}
-    for i in range(len(G.mapping.layers)):
-        out[f"style.{i + 1}.weight"] = sd[f"mapping.layers.{i}.weight"]
-        out[f"style.{i + 1}.bias"] = sd[f"mapping.layers.{i}.bias"]
-
-    def styled(src: str, dst: str, noise: int, up: bool) -> None:
-        out[f"{dst}.conv.weight"] = sd[f"{src}.conv.weight"][None]
-        out[f"{dst}.conv.modulation.weight"] = sd[f"{src}.conv.affine.weight"]
-        out[f"{dst}.conv.modulation.bias"] = sd[f"{src}.conv.affine.bias"]
-        out[f"{dst}.activate.bias"] = sd[f"{src}.bias"]
-        out[f"{dst}.noise.weight"] = sd[f"{src}.noise_strength"].reshape(1)
-        out[f"noises.noise_{noise}"] = sd[f"{src}.noise_const"][None, None]
-        if up:
-            out[f"{dst}.conv.blur.kernel"] = fir4()
-
-    def to_rgb(src: str, dst: str, up: bool) -> None:
-        out[f"{dst}.conv.weight"] = sd[f"{src}.conv.weight"][None]
-        out[f"{dst}.conv.modulation.weight"] = sd[f"{src}.conv.affine.weight"]
-        out[f"{dst}.conv.modulation.bias"] = sd[f"{src}.conv.affine.bias"]
-        out[f"{dst}.bias"] = sd[f"{src}.bias"].reshape(1, -1, 1, 1)
-        if up:
-            out[f"{dst}.upsample.kernel"] = fir4()
-
-    out["input.input"] = sd["synthesis.blocks.0.const"][None]
-    styled("synthesis.blocks.0.conv1", "conv1", 0, False)
-    to_rgb("synthesis.blocks.0.torgb", "to_rgb1", False)
-    for j in range(len(G.synthesis.blocks) - 1):
-        b = f"synthesis.blocks.{j + 1}"
-        styled(f"{b}.conv0", f"convs.{2 * j}", 2 * j + 1, True)
-        styled(f"{b}.conv1", f"convs.{2 * j + 1}", 2 * j + 2, False)
-        to_rgb(f"{b}.torgb", f"to_rgbs.{j}", True)
-    return out
-
-
-def rosinality_d_trunk(D) -> dict[str, torch.Tensor]:
-    """Our residual discriminator's fromRGB and blocks in rosinality's ``Discriminator`` keys
-    (``convs.0`` ConvLayer 1x1, ``convs.{i}`` ResBlock with its blur kernels)."""
-    sd = {k: v.float() for k, v in D.state_dict().items()}
-    out = {
-        "convs.0.0.weight": sd["trunk.fromrgb.weight"],
-        "convs.0.1.bias": sd["trunk.fromrgb.bias"],
-    }
-    blur = fir4() / 4
-    for i in range(len(D.trunk.blocks)):
-        p, q = f"convs.{i + 1}", f"trunk.blocks.{i}"
-        out[f"{p}.conv1.0.weight"] = sd[f"{q}.conv0.weight"]
-        out[f"{p}.conv1.1.bias"] = sd[f"{q}.conv0.bias"]
-        out[f"{p}.conv2.0.kernel"] = blur
-        out[f"{p}.conv2.1.weight"] = sd[f"{q}.conv1.weight"]
-        out[f"{p}.conv2.2.bias"] = sd[f"{q}.conv1.bias"]
-        out[f"{p}.skip.0.kernel"] = blur
-        out[f"{p}.skip.1.weight"] = sd[f"{q}.skip.weight"]
-    return out
 
 
 def write_shipped_as_rosinality(path: Path) -> Path:
     src = ckpt.load(ROOT / "checkpoints" / "base.pt")
     G = ckpt.generator_from(src["G_ema"])
     D = ckpt.discriminator_from(src["D"])
-    g = rosinality_g(G)
-    torch.save(
-        {"g": g, "g_ema": g, "d": rosinality_d_trunk(D), "latent_avg": G.mapping.w_avg}, path
-    )
+    g = transplant.rosinality_generator_state(G)
+    d = transplant.rosinality_discriminator_trunk(D)
+    torch.save({"g": g, "g_ema": g, "d": d, "latent_avg": G.mapping.w_avg}, path)
     return path
 
 

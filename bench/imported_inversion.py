@@ -40,27 +40,9 @@ from stylegate.export import features as FN
 from stylegate.gan import checkpoint as ckpt
 from stylegate.gan import data
 from stylegate.gan import networks as N
+from tests.support import transplant
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def nvlabs_keys_from_ours(D: N.Discriminator) -> dict[str, torch.Tensor]:
-    """Our residual discriminator's trunk in stylegan2-ada-pytorch's resnet-D keys."""
-    sd = D.state_dict()
-    r = D.config["resolution"]
-    out = {
-        f"b{r}.fromrgb.weight": sd["trunk.fromrgb.weight"],
-        f"b{r}.fromrgb.bias": sd["trunk.fromrgb.bias"],
-    }
-    for i in range(len(D.trunk.blocks)):
-        p = f"trunk.blocks.{i}"
-        out[f"b{r}.conv0.weight"] = sd[f"{p}.conv0.weight"]
-        out[f"b{r}.conv0.bias"] = sd[f"{p}.conv0.bias"]
-        out[f"b{r}.conv1.weight"] = sd[f"{p}.conv1.weight"]
-        out[f"b{r}.conv1.bias"] = sd[f"{p}.conv1.bias"]
-        out[f"b{r}.skip.weight"] = sd[f"{p}.skip.weight"]
-        r //= 2
-    return out
 
 
 def random_nvlabs_d(resolution: int, channels: dict[int, int], seed: int = 0) -> dict:
@@ -107,7 +89,7 @@ def bench_quality(n: int, steps: int, workdir: Path) -> dict:
     C = ckpt.load_classifier(ROOT / "checkpoints" / "classifier.pt")
     images, _, _ = data.render_batch(data.heldout_seeds(n), size=G.resolution)
     targets = data.to_tensor_range(images)
-    dsd = nvlabs_keys_from_ours(D)
+    dsd = transplant.nvlabs_discriminator_trunk(D)
     choices = [
         ("discriminator", FN.discriminator_features(dsd, num_blocks=2), None),
         ("discriminator_1_block", FN.discriminator_features(dsd, num_blocks=1), None),
