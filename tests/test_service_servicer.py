@@ -514,7 +514,15 @@ def test_metrics_are_exposed_over_http_after_traffic(client, face_png):
         assert needle in body, needle
 
 
-def test_health_and_reflection(gateway):
+def _list_services(channel) -> set[str]:
+    refl = reflection_pb2_grpc.ServerReflectionStub(channel)
+    (resp,) = list(
+        refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    )
+    return {s.name for s in resp.list_services_response.service}
+
+
+def test_health_and_reflection(gateway, repository):
     with grpc.insecure_channel(gateway.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "stylegate.v1.StyleGate"):
@@ -522,14 +530,14 @@ def test_health_and_reflection(gateway):
                 health.Check(health_pb2.HealthCheckRequest(service=service)).status
                 == health_pb2.HealthCheckResponse.SERVING
             )
-        refl = reflection_pb2_grpc.ServerReflectionStub(channel)
-        (resp,) = list(
-            refl.ServerReflectionInfo(
-                iter([reflection_pb2.ServerReflectionRequest(list_services="")])
-            )
-        )
-        names = {s.name for s in resp.list_services_response.service}
-        assert {"stylegate.v1.StyleGate", "grpc.health.v1.Health"} <= names
+        with pytest.raises(grpc.RpcError) as off:  # reflection is off unless asked for
+            _list_services(channel)
+        assert off.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    with (
+        running_gateway(repository, reflection=True) as gw,
+        grpc.insecure_channel(gw.address) as channel,
+    ):
+        assert {"stylegate.v1.StyleGate", "grpc.health.v1.Health"} <= _list_services(channel)
 
 
 def test_health_follows_the_backend_and_exports_backend_up(repository):
