@@ -319,17 +319,17 @@ async def invert_steps(
     """Run an inversion, yielding a ``Progress`` per optimization step and finally the
     ``Inversion``. Cancelling the consuming task stops it within the step in flight. Every
     run counts once in ``INVERSIONS{method, outcome}``, however it ends."""
-    failure: BaseException | None = None
-    finished = False  # the result went out: closing the stream after it is no cancellation
+    finished = False  # counted as ok before the result goes out (the caller may stop then)
     try:
         async for event in _run(backend, gen, target, opts, call=call or Call()):
-            finished = isinstance(event, Inversion)
+            if isinstance(event, Inversion):
+                finished = True
+                metrics.INVERSIONS.labels(opts.method, outcome_of(None)).inc()
             yield event
     except BaseException as exc:  # counted, then re-raised as is
-        failure = None if finished else exc
+        if not finished:
+            metrics.INVERSIONS.labels(opts.method, outcome_of(exc)).inc()
         raise
-    finally:
-        metrics.INVERSIONS.labels(opts.method, outcome_of(failure)).inc()
 
 
 async def _run(
