@@ -168,7 +168,10 @@ async def _write(context: grpc.aio.ServicerContext, message: Any, timeout: float
     client that stops reading must not hold its slot (and the messages queued for it)
     forever."""
     try:
-        await asyncio.wait_for(context.write(message), timeout)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        # that arrives as the write completes (the inversion time limit above was lost so).
+        async with asyncio.timeout(timeout):
+            await context.write(message)
     except TimeoutError:
         raise OverCapacity(
             f"the client did not read the stream for {timeout:g} s; the stream was ended"

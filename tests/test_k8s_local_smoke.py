@@ -27,12 +27,7 @@ def ca(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stack(tiny_repository, ca):
-    cert, key = ca.issue("localhost", server=True)  # 127.0.0.1 too: the Service resolves here
-    secret = {  # a kubernetes.io/tls Secret as cert-manager writes it
-        "tls.crt": Path(cert).read_bytes(),
-        "tls.key": Path(key).read_bytes(),
-        "ca.crt": Path(ca.path).read_bytes(),
-    }
+    secret = ca.tls_secret("localhost")  # 127.0.0.1 too: the Service resolves here
     with local_stack(render("cpu"), tiny_repository, {"stylegate-gateway-tls": secret}) as cluster:
         yield cluster
 

@@ -15,6 +15,7 @@ import time
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import yaml
@@ -29,6 +30,7 @@ from support.k8s_manifests import (
     selected_workloads,
     selector_matches,
 )
+from support.pki import CA
 
 pytestmark = pytest.mark.triton
 
@@ -49,8 +51,14 @@ def prometheus_binary() -> str:
 
 
 @pytest.fixture(scope="module")
-def stack(tiny_repository):
-    with local_stack(render("cpu"), tiny_repository) as cluster:
+def ca(tmp_path_factory) -> CA:
+    return CA(tmp_path_factory.mktemp("pki"), "ca")
+
+
+@pytest.fixture(scope="module")
+def stack(tiny_repository, ca):
+    secret = ca.tls_secret()  # the gateway's Service port serves TLS
+    with local_stack(render("cpu"), tiny_repository, {"stylegate-gateway-tls": secret}) as cluster:
         yield cluster
 
 
@@ -187,14 +195,15 @@ def prometheus(stack, tmp_path_factory):
         log.close()
 
 
-def _traffic_wave(address: str, inversions: int) -> None:
+def _traffic_wave(address: str, ca: CA, inversions: int) -> None:
     """Generate, ``inversions`` concurrent short inversions, one NOT_FOUND request."""
     import grpc
 
     from stylegate.protos.v1 import stylegate_pb2 as pb
     from stylegate.protos.v1 import stylegate_pb2_grpc as pb_grpc
 
-    with grpc.insecure_channel(address) as channel:
+    credentials = grpc.ssl_channel_credentials(Path(ca.path).read_bytes())
+    with grpc.secure_channel(address, credentials) as channel:
         stub = pb_grpc.StyleGateStub(channel)
         generated = stub.Generate(pb.GenerateRequest(seeds=list(range(inversions))), timeout=60)
         assert len(generated.images) == inversions
@@ -220,14 +229,14 @@ def _traffic_wave(address: str, inversions: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def traffic(stack, prometheus):
+def traffic(stack, prometheus, ca):
     """Two waves, each seen by a scrape: the first creates the labelled series, the second
     makes them increase (rate() needs two samples of a series)."""
     address = f"{LOOPBACK}:{stack.ports.local(50051)}"
     count = 'sum(stylegate_rpc_duration_seconds_count{method="Invert"})'
-    _traffic_wave(address, inversions=1)
+    _traffic_wave(address, ca, inversions=1)
     prometheus.wait_for(count, lambda v: v >= 1)
-    _traffic_wave(address, inversions=4)
+    _traffic_wave(address, ca, inversions=4)
     prometheus.wait_for(count, lambda v: v >= 5)
     time.sleep(2.5)  # a couple more scrapes: gauges back at rest, Triton counters current
     return prometheus

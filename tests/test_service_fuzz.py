@@ -15,7 +15,7 @@ import time
 import grpc
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from support.gateway_harness import running_gateway
 from support.hostile_images import encoded, gif_bomb, jpeg_bomb, png_bomb
@@ -364,7 +364,15 @@ def test_fuzz_invert(stub, repo):
 
 
 def test_fuzz_edit(stub, repo):
+    # Most drawn edits are refused somewhere (any field can be off); one valid request
+    # among the examples makes sure the fuzz also runs through real work.
+    valid = pb.EditRequest(
+        latent=pb.LatentSource(seed=1),
+        edits=[pb.EditOp(name=min(repo.generator().directions), strength=1.0)],
+    )
+
     @FUZZ
+    @example(req=valid)
     @given(req=edit_requests(repo))
     def run(req):
         check(lambda: stub.Edit(req, timeout=60), "Edit")

@@ -161,10 +161,9 @@ class MicroBatcher:
         queue.arrived.set()
         if queue.worker is None or queue.worker.done():
             queue.worker = asyncio.create_task(self._worker(model, queue))
-        try:
-            if timeout is None:
+        try:  # asyncio.timeout: wait_for can lose a caller's cancellation on Python 3.11
+            async with asyncio.timeout(None if timeout is None else max(timeout, 0.0)):
                 return await call.future
-            return await asyncio.wait_for(call.future, timeout=max(timeout, 0.0))
         except TimeoutError:
             raise DeadlineExceeded(f"deadline passed waiting for model {model}") from None
 

@@ -69,3 +69,13 @@ class CA:
         stem = self.root / f"{self.name}-{cn}"
         _write(stem, cert, key)
         return str(stem.with_suffix(".crt")), str(stem.with_suffix(".key"))
+
+    def tls_secret(self, cn: str = "localhost") -> dict[str, bytes]:
+        """A kubernetes.io/tls Secret's files as cert-manager writes them (tls.crt, tls.key
+        and ca.crt), for a server certificate of ``cn`` (127.0.0.1 too)."""
+        cert, key = self.issue(cn, server=True)
+        return {
+            "tls.crt": Path(cert).read_bytes(),
+            "tls.key": Path(key).read_bytes(),
+            "ca.crt": Path(self.path).read_bytes(),
+        }
