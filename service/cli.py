@@ -611,7 +611,7 @@ def train_directions(
         )
     click.echo(
         f"wrote {len(found)} direction(s) of {gen!r} to {path}; a running gateway picks them "
-        "up on reload (SIGHUP to `stylegate serve`, or the Reload RPC), no restart needed"
+        "up after `stylegate reload` (or SIGHUP to `stylegate serve`), no restart needed"
     )
 
 

@@ -95,7 +95,7 @@ def test_train_encoder_installs_in_domain_on_a_running_gateway(imported, images,
         )  # fmt: skip
         assert code == 0, out
         assert "installed encoder and inversion_step of 'base'" in out
-        assert "kill -HUP" in out and "Reload RPC" in out
+        assert "kill -HUP" in out and "stylegate reload" in out
 
         entry = json.loads((repo / "stylegate.json").read_text())["generators"]["base"]
         assert entry["models"]["encoder"] == "encoder"

@@ -273,6 +273,5 @@ def encoder(
         "in_domain and encoder inversion are available"
     )
     click.echo(
-        "a running gateway picks it up after `kill -HUP <gateway pid>` or the Reload RPC "
-        "(StylegateClient.reload())"
+        "a running gateway picks it up after `stylegate reload` (or `kill -HUP <gateway pid>`)"
     )
