@@ -56,27 +56,14 @@ def run(*args: str, cwd: Path) -> str:
 def main() -> None:
     from stylegate.gan import checkpoint as ckpt
     from stylegate.gan import data
-    from tests.support import nvlabs_pickle, transplant
+    from tests.support import transplant
 
     work = Path(tempfile.mkdtemp(prefix="stylegate-byo-"))
     repo = work / "model_repository"
     shutil.copytree(ROOT / "model_repository", repo)
     entry = ckpt.load(ROOT / "checkpoints" / "base-fir.pt")
     G, D = ckpt.generator_from(entry["G_ema"]), ckpt.discriminator_from(entry["D"])
-    base, cmax = transplant.nvlabs_channels(G)
-    nvlabs_pickle.write_snapshot(
-        work / "network-snapshot-000120.pkl",
-        resolution=G.resolution,
-        z_dim=G.z_dim,
-        w_dim=G.w_dim,
-        mapping_layers=len(G.mapping.layers),
-        channel_base=base,
-        channel_max=cmax,
-        num_fp16_res=2,
-        conv_clamp=256,
-        g_ema_state=transplant.nvlabs_generator_state(G),
-        d_state=transplant.nvlabs_discriminator_trunk(D),
-    )
+    transplant.write_nvlabs_snapshot(G, D, work / "network-snapshot-000120.pkl")
     face = data.render_batch(data.heldout_seeds(3)[2:], size=G.resolution)[0][0]
     Image.fromarray(face).save(work / "me.png")
 

@@ -23,7 +23,7 @@ from stylegate.gan import data
 from stylegate.service.client import StylegateClient, image_array
 from stylegate.service.metadata import load_repository
 from stylegate.service.signatures import z_from_seed
-from tests.support import nvlabs_pickle, rosinality_ckpt, transplant
+from tests.support import transplant
 from tests.support.gateway_harness import running_gateway
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,43 +40,15 @@ def fir_base():
     return ckpt.generator_from(entry["G_ema"]), ckpt.discriminator_from(entry["D"])
 
 
-def write_nvlabs(G, D, path: Path) -> Path:
-    base, cmax = transplant.nvlabs_channels(G)
-    nvlabs_pickle.write_snapshot(
-        path,
-        resolution=G.resolution,
-        z_dim=G.z_dim,
-        w_dim=G.w_dim,
-        mapping_layers=len(G.mapping.layers),
-        channel_base=base,
-        channel_max=cmax,
-        num_fp16_res=2,
-        conv_clamp=256,
-        g_ema_state=transplant.nvlabs_generator_state(G),
-        d_state=transplant.nvlabs_discriminator_trunk(D),
-    )
-    return path
-
-
-def write_rosinality(G, D, path: Path) -> Path:
-    rosinality_ckpt.write_checkpoint(
-        path,
-        size=G.resolution,
-        channels=G.config["channels"],
-        style_dim=G.w_dim,
-        n_mlp=len(G.mapping.layers),
-        g_ema=transplant.rosinality_generator_state(G),
-        d_state=transplant.rosinality_discriminator_trunk(D),
-    )
-    return path
-
-
 def test_the_fir_base_round_trips_through_both_formats(fir_base, tmp_path):
     G, D = fir_base
     z = torch.randn(8, G.z_dim, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         native = G(z)
-        for writer, fmt in ((write_nvlabs, "nvlabs"), (write_rosinality, "rosinality")):
+        for writer, fmt in (
+            (transplant.write_nvlabs_snapshot, "nvlabs"),
+            (transplant.write_rosinality_checkpoint, "rosinality"),
+        ):
             imported = importers.load_checkpoint(writer(G, D, tmp_path / fmt))
             assert imported.source_format == fmt and imported.discriminator is not None
             # conv_clamp 256 is never reached by these activations: the same function
@@ -123,7 +95,7 @@ def test_an_imported_base_inverts_and_edits_like_the_native_one(
     fir_base, shipped_repository, tmp_path
 ):
     G, D = fir_base
-    snapshot = write_nvlabs(G, D, tmp_path / "network-snapshot-000120.pkl")
+    snapshot = transplant.write_nvlabs_snapshot(G, D, tmp_path / "network-snapshot-000120.pkl")
     repo = tmp_path / "repo"
     _stylegate("export", "--from", snapshot, "--name", "mine", "--out", repo, "--no-directions")
     targets = list(data.render_batch(data.heldout_seeds(6), size=G.resolution)[0])

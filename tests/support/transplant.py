@@ -11,9 +11,12 @@ repository's discriminator (its epilogue) stays as the writer made it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from stylegate.gan import networks as N
+from tests.support import nvlabs_pickle, rosinality_ckpt
 
 
 def _float(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -137,3 +140,37 @@ def rosinality_discriminator_trunk(D: N.Discriminator) -> dict[str, torch.Tensor
         out[f"{p}.skip.0.kernel"] = fir4()
         out[f"{p}.skip.1.weight"] = sd[f"{q}.skip.weight"]
     return out
+
+
+def write_nvlabs_snapshot(G: N.Generator, D: N.Discriminator, path: Path) -> Path:
+    """G (and D's trunk) as a stylegan2-ada training snapshot: fp16 in the top two
+    resolutions and conv_clamp 256, as its ``--cfg=auto`` writes them."""
+    base, cmax = nvlabs_channels(G)
+    nvlabs_pickle.write_snapshot(
+        path,
+        resolution=G.resolution,
+        z_dim=G.z_dim,
+        w_dim=G.w_dim,
+        mapping_layers=len(G.mapping.layers),
+        channel_base=base,
+        channel_max=cmax,
+        num_fp16_res=2,
+        conv_clamp=256,
+        g_ema_state=nvlabs_generator_state(G),
+        d_state=nvlabs_discriminator_trunk(D),
+    )
+    return Path(path)
+
+
+def write_rosinality_checkpoint(G: N.Generator, D: N.Discriminator, path: Path) -> Path:
+    """G (and D's trunk) as a checkpoint of rosinality's train.py."""
+    rosinality_ckpt.write_checkpoint(
+        path,
+        size=G.resolution,
+        channels=G.config["channels"],
+        style_dim=G.w_dim,
+        n_mlp=len(G.mapping.layers),
+        g_ema=rosinality_generator_state(G),
+        d_state=rosinality_discriminator_trunk(D),
+    )
+    return Path(path)
