@@ -453,45 +453,219 @@ def interpolate(
 
 
 @click.command()
-@click.option("--seeds", required=True, help="e.g. 0-999")
+@click.option("--seeds", default=None, help="generate: e.g. 0-999 or 1,5,9")
+@click.option(
+    "--images",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="invert: a folder of images (sorted by name; outputs named by file stem)",
+)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
-@click.option("--chunk-size", type=int, default=16, show_default=True)
-@click.option("--truncation", type=float, default=None)
-@click.option("--restart", is_flag=True, help="ignore OUT/.resume and start from the first seed")
+@click.option(
+    "--chunk-size",
+    type=int,
+    default=16,
+    show_default=True,
+    help="items per latents/manifest chunk: the unit of resuming and of sharding",
+)
+@click.option("--truncation", type=float, default=None, help="--seeds: psi (default 1: none)")
+@click.option(
+    "--method",
+    type=click.Choice(["in_domain", "optimize", "encoder"]),
+    default=None,
+    help="--images: inversion method [in_domain]",
+)
+@click.option("--steps", type=int, default=None, help="--images: max steps [gateway's: 100]")
+@click.option("--lr", "learning_rate", type=float, default=None, help="--images: peak rate")
+@click.option("--space", type=click.Choice(["w", "w_plus"]), default=None, help="--images")
+@click.option(
+    "--edit",
+    "edits",
+    multiple=True,
+    help="--images: NAME=STRENGTH, also write <stem>.<NAME><+STRENGTH>.png (repeatable)",
+)
+@click.option(
+    "--concurrency",
+    type=int,
+    default=None,
+    help="inversions (or seed chunks) in flight; the gateway batches them [8; seeds 2]",
+)
+@click.option("--shard", default=None, help="INDEX/COUNT: this process's share, e.g. 0/4")
+@click.option(
+    "--shard-count",
+    type=int,
+    default=None,
+    help="COUNT shards, this one's index from $JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)",
+)
+@click.option("--restart", is_flag=True, help="redo this shard's items even if finished")
 @MODEL_OPTION
 @SERVER_OPTION
 def batch(
-    seeds: str,
+    seeds: str | None,
+    images: Path | None,
     out: Path,
     chunk_size: int,
     truncation: float | None,
+    method: str | None,
+    steps: int | None,
+    learning_rate: float | None,
+    space: str | None,
+    edits: tuple[str, ...],
+    concurrency: int | None,
+    shard: str | None,
+    shard_count: int | None,
     restart: bool,
     model: str,
     server: str,
 ) -> None:
-    """Bulk generation; interrupted runs resume from OUT/.resume."""
+    """Bulk jobs: generate --seeds, or invert (and --edit) a folder of --images. Writes
+    PNGs, latents/chunk-N.npz and manifest/chunk-N.json under OUT; an interrupted run
+    resumes where it stopped when run again; --shard splits a job over processes."""
+    from stylegate.service import bulk
+
+    try:
+        job, the_shard = _bulk_job(
+            seeds, images, chunk_size, truncation, method, steps, learning_rate, space, edits,
+            shard, shard_count, model,
+        )  # fmt: skip
+    except bulk.BulkError as exc:
+        _usage_error(str(exc))
+    if concurrency is not None and concurrency < 1:
+        _usage_error("--concurrency must be at least 1")
+    if concurrency is None:
+        concurrency = 8 if job.kind == "invert" else 2
+    with _client(server) as c:
+        _run_bulk(c, job, the_shard, out, concurrency, restart)
+
+
+def _bulk_job(
+    seeds, images, chunk_size, truncation, method, steps, learning_rate, space, edits,
+    shard, shard_count, model,
+):  # fmt: skip
+    """The job and shard the options describe (bulk.BulkError: a one-line mistake)."""
+    import os
+
+    from stylegate.service import bulk
+
+    if (seeds is None) == (images is None):
+        raise bulk.BulkError("give --seeds (generate) or --images (invert), not both")
+    if shard is not None and shard_count is not None:
+        raise bulk.BulkError("give --shard INDEX/COUNT or --shard-count COUNT, not both")
+    if shard is not None:
+        the_shard = bulk.Shard.parse(shard)
+    elif shard_count is not None:
+        index = os.environ.get("JOB_COMPLETION_INDEX")
+        if index is None or not index.strip().isdigit():
+            raise bulk.BulkError(
+                "--shard-count needs $JOB_COMPLETION_INDEX (set by a Kubernetes Indexed Job) "
+                "to be this shard's index; elsewhere use --shard INDEX/COUNT"
+            )
+        the_shard = bulk.Shard.of(int(index), shard_count, "--shard-count/JOB_COMPLETION_INDEX")
+    else:
+        the_shard = bulk.Shard()
+    if seeds is not None:
+        images_only = {
+            "--method": method,
+            "--steps": steps,
+            "--lr": learning_rate,
+            "--space": space,
+            "--edit": edits or None,
+        }
+        given = [name for name, value in images_only.items() if value is not None]
+        if given:
+            raise bulk.BulkError(f"{given[0]} applies to --images, not to --seeds")
+        try:
+            seed_list = parse_seeds(seeds)
+        except click.BadParameter as exc:
+            raise bulk.BulkError(f"--seeds: {exc.message}") from None
+        options = {"model": model, "truncation": truncation}
+        return bulk.Job("generate", bulk.seed_items(seed_list), chunk_size, options), the_shard
+    if truncation is not None:
+        raise bulk.BulkError("--truncation applies to --seeds, not to --images")
+    if steps is not None and steps < 0:
+        raise bulk.BulkError("--steps must be 0 or more")
+    options = {
+        "model": model,
+        "method": method or "in_domain",
+        "steps": steps,
+        "learning_rate": learning_rate,
+        "space": space,
+    }
+    parsed = tuple(bulk.Edit.parse(e) for e in edits)
+    return bulk.Job("invert", bulk.image_items(images), chunk_size, options, parsed), the_shard
+
+
+def _run_bulk(c, job, shard, out: Path, concurrency: int, restart: bool) -> None:
+    """Run the job's shard with a progress bar; every way it can stop is one line (and
+    exit 130 after Ctrl-C, 143 after SIGTERM, with how to resume)."""
+    import signal
+
     from tqdm import tqdm
 
-    seed_list = parse_seeds(seeds)
-    is_range = seed_list == list(range(seed_list[0], seed_list[-1] + 1))
-    out.mkdir(parents=True, exist_ok=True)
-    marker = out / ".resume"
-    token = "" if restart or not marker.exists() else marker.read_text().strip()
-    spec = range(seed_list[0], seed_list[-1] + 1) if is_range else seed_list
-    with _client(server) as c, tqdm(total=len(seed_list), desc="batch", unit="img") as bar:
+    from stylegate.service import bulk
+
+    if job.edits:  # an unknown direction is found before any inversion is spent
         try:
-            for chunk in c.batch_generate(
-                spec, model=model, chunk_size=chunk_size, truncation=truncation, resume_token=token
-            ):
-                for item in chunk.images:
-                    save_image(item.image, out / f"seed{item.seed:04d}.png")
-                marker.write_text(chunk.resume_token)
-                bar.n = chunk.done
-                bar.refresh()
+            known = {d.name for d in c.list_directions(job.options["model"])}
         except grpc.RpcError as err:
             fail(err)
-    marker.unlink(missing_ok=True)
-    click.echo(f"wrote {len(seed_list)} images to {out}")
+        unknown = [e.name for e in job.edits if e.name not in known]
+        if unknown:
+            _usage_error(
+                f"--edit {unknown[0]}: the model has no such direction "
+                f"(it has: {', '.join(sorted(known)) or 'none'})"
+            )
+    where = "" if shard.count == 1 else f" of shard {shard}"
+    signals = {"sigterm": False}
+
+    def on_sigterm(signum, frame):
+        signals["sigterm"] = True
+        raise bulk.Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    bar = tqdm(total=0, desc=f"batch {shard}" if where else "batch", unit="img", disable=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    runner = bulk.Runner(c, job, out, shard, concurrency=concurrency, restart=restart)
+    try:
+        summary = runner.run(progress)
+    except bulk.Interrupted as stop:
+        bar.close()
+        click.echo(
+            f"interrupted: {stop.done} of {stop.total} items{where} done and kept in {out}; "
+            "run the same command again to resume",
+            err=True,
+        )
+        sys.exit(143 if signals["sigterm"] else 130)
+    except (bulk.Busy, bulk.GatewayError) as exc:
+        bar.close()
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except bulk.BulkError as exc:
+        bar.close()
+        _usage_error(str(exc))
+    except OSError as exc:
+        bar.close()
+        click.echo(f"error: {out}: {exc.strerror or exc} ({exc.filename or ''})", err=True)
+        sys.exit(1)
+    except grpc.RpcError as err:
+        bar.close()
+        fail(err)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    bar.close()
+    noun = "images" if job.kind == "generate" else "items"
+    if summary.total == 0:
+        click.echo(f"nothing to do{where}: the job has {job.n_chunks} chunk(s) of {job.chunk_size}")
+    elif summary.before == summary.total:
+        click.echo(f"all {summary.total} {noun}{where} were already done in {out}")
+    else:
+        resumed = f" ({summary.before} done before)" if summary.before else ""
+        click.echo(f"wrote {summary.total} {noun}{where} to {out}{resumed}")
 
 
 @click.command()
