@@ -36,24 +36,35 @@ MAX_TENSOR_ABS = 100.0
 # such bound: the pixel budget alone limits them, and JPEG is decoded at a reduced scale.
 MAX_PIXELS_PER_BYTE = {"PNG": 1032 * 8, "GIF": 4096 * 8 // 12}
 DECODE_THREADS = 2  # decodes running at once: their CPU and memory are bounded by this
+ENCODE_THREADS = 2  # encodes of many-image replies running at once
 
-_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pools: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
 _pool_lock = threading.Lock()
 
 
-def _decoder_pool() -> concurrent.futures.ThreadPoolExecutor:
-    global _pool
+def _pool(name: str, threads: int) -> concurrent.futures.ThreadPoolExecutor:
     with _pool_lock:
-        if _pool is None:
-            _pool = concurrent.futures.ThreadPoolExecutor(DECODE_THREADS, "image-decode")
-        return _pool
+        if name not in _pools:
+            _pools[name] = concurrent.futures.ThreadPoolExecutor(threads, name)
+        return _pools[name]
 
 
 async def in_decoder(fn: Callable[[], T]) -> T:
     """Run ``fn`` (a parse that decodes images) in the decoder threads, off the event loop:
     decoding a large image costs a tenth of a second of CPU, which on the loop would stall
     every other call. At most ``DECODE_THREADS`` run at once; the rest queue."""
-    return await asyncio.get_running_loop().run_in_executor(_decoder_pool(), fn)
+    return await asyncio.get_running_loop().run_in_executor(
+        _pool("image-decode", DECODE_THREADS), fn
+    )
+
+
+async def in_encoder(fn: Callable[[], T]) -> T:
+    """Run ``fn`` (a reply that encodes many images) in the encoder threads: 64 PNGs are
+    ~30 ms of CPU, which on the event loop would delay every other call's reply and even
+    the refusals of admission (Pillow's encoders release the GIL)."""
+    return await asyncio.get_running_loop().run_in_executor(
+        _pool("image-encode", ENCODE_THREADS), fn
+    )
 
 
 def probe(

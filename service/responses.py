@@ -3,7 +3,8 @@ go out by name: ``pb.LossTerms`` has one field per name of ``signatures.LOSS_TER
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -22,6 +23,9 @@ FORMAT_ENUMS = {
 }
 
 
+T = TypeVar("T")
+
+INLINE_IMAGES = 2  # a reply with more images is encoded in the encoder threads
 MAX_PSNR_DB = 200.0  # identical images have an infinite PSNR; float32 rounding alone ~140 dB
 
 
@@ -64,6 +68,16 @@ def generated_images(
         pb.GeneratedImage(seed=s, image=image(img, fmt), ws=tensor(w) if with_latents else None)
         for s, img, w in zip(seeds, imgs, ws)
     ]
+
+
+async def built(n_images: int, build: Callable[[], T]) -> T:
+    """``build()``, in the encoder threads when it encodes more than ``INLINE_IMAGES``
+    images: the event loop stays free for other calls (and for fast refusals)."""
+    return build() if n_images <= INLINE_IMAGES else await images.in_encoder(build)
+
+
+def frames(imgs: np.ndarray, fmt: OutputFormat) -> list[pb.Image]:
+    return [image(i, fmt) for i in imgs]
 
 
 def loss_terms(terms: Mapping[str, float]) -> pb.LossTerms:

@@ -41,6 +41,7 @@ def make_backend(settings: Settings, repository: RepositoryInfo) -> Backend:
             batch_window_ms=settings.batch_window_ms,
             max_queue=settings.max_queue,
             bulk_max_batch=settings.bulk_max_batch,
+            interactive_slots=settings.interactive_run_slots,
         )
     if settings.backend == "triton":
         from stylegate.service.backends.triton import TritonBackend

@@ -5,6 +5,7 @@ result (service/responses.py). Errors and metrics: ``@rpc`` (service/rpc.py)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -83,11 +84,16 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
         ws, imgs = await workflows.generate(
             self.backend, plan, call=call, chunk=self.settings.bulk_max_batch
         )
+        build = functools.partial(
+            responses.generated_images,
+            plan.seeds,
+            imgs,
+            ws,
+            plan.output,
+            with_latents=plan.return_latents,
+        )
         return pb.GenerateResponse(
-            model=plan.gen.name,
-            images=responses.generated_images(
-                plan.seeds, imgs, ws, plan.output, with_latents=plan.return_latents
-            ),
+            model=plan.gen.name, images=await responses.built(len(plan.seeds), build)
         )
 
     @rpc("Invert", kind=Kind.INVERSION)
@@ -154,7 +160,9 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
         )
         return pb.InterpolateResponse(
             model=plan.gen.name,
-            frames=[responses.image(i, plan.output) for i in imgs],
+            frames=await responses.built(
+                len(imgs), functools.partial(responses.frames, imgs, plan.output)
+            ),
             ws=[responses.tensor(w) for w in path] if plan.return_latents else [],
         )
 
@@ -179,14 +187,16 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
             self.backend, plan, call=call, run_max=self.settings.bulk_max_batch
         )
         async for chunk in chunks:
+            build = functools.partial(
+                responses.generated_images,
+                chunk.seeds,
+                chunk.images,
+                chunk.ws,
+                plan.output,
+                with_latents=plan.return_latents,
+            )
             yield pb.BatchGenerateChunk(
-                images=responses.generated_images(
-                    chunk.seeds,
-                    chunk.images,
-                    chunk.ws,
-                    plan.output,
-                    with_latents=plan.return_latents,
-                ),
+                images=await responses.built(len(chunk.seeds), build),
                 done=chunk.done,
                 total=len(plan.seeds),
                 resume_token=requests.resume_token(chunk.done, chunk.seeds[-1]),

@@ -39,6 +39,9 @@ class Settings:
     # embedded backend
     intra_op_threads: int = 2  # onnxruntime threads per session run
     session_concurrency: int = 1  # onnxruntime runs in flight at once (thread pool size)
+    # further runs for interactive calls only: a Generate runs beside a bulk run (inversion
+    # steps, BatchGenerate) instead of waiting for it (service/backends/batcher.py)
+    interactive_run_slots: int = 1
     max_batch: int = 32  # micro-batcher: samples per onnxruntime run
     batch_window_ms: float = 2.0  # micro-batcher: wait this long for more calls
     max_queue: int = 1024  # pending calls per model before OverCapacity

@@ -95,6 +95,41 @@ def test_interactive_calls_go_before_bulk_ones():
     assert order[0] == 0 and set(order[1:4]) == {3.0, 4.0, 5.0} and set(order[4:]) == {1.0, 2.0}
 
 
+def test_interactive_call_runs_beside_a_bulk_run_in_a_reserved_slot():
+    """With an interactive slot, an interactive call starts while a long bulk run is still
+    going (it would otherwise wait for it), and carries no bulk call with it; without the
+    slot it waits for the bulk run to end."""
+    release = threading.Event()
+
+    def run_fn(model, inputs):
+        if model == "bulk":
+            release.wait(10)
+        return {"y": inputs["x"]}
+
+    async def scenario(interactive_slots: int) -> tuple[bool, list[int]]:
+        release.clear()
+        with ThreadPoolExecutor(1 + interactive_slots) as pool:
+            batcher = MicroBatcher(run_fn, pool, window_s=0.0, interactive_slots=interactive_slots)
+            x = np.zeros((1, 1), np.float32)
+            bulk = [
+                asyncio.create_task(batcher.submit(m, {"x": x}, priority=Priority.BULK))
+                for m in ("bulk", "bulk", "gen")
+            ]
+            await asyncio.sleep(0.05)  # the first bulk run holds the shared slot
+            probe = asyncio.create_task(batcher.submit("gen", {"x": x}))
+            done, _ = await asyncio.wait({probe}, timeout=0.5)
+            release.set()
+            await asyncio.gather(*bulk, probe)
+            sizes = list(batcher.stats.batch_sizes["gen"])
+            await batcher.close()
+            return bool(done), sizes
+
+    ran_beside, sizes = asyncio.run(scenario(1))
+    assert ran_beside and sizes[0] == 1  # the queued bulk "gen" call did not ride along
+    waited_beside, _ = asyncio.run(scenario(0))
+    assert not waited_beside
+
+
 def test_queue_limit_timeout_and_close():
     async def run(batcher):
         slow = [

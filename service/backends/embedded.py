@@ -61,10 +61,12 @@ class EmbeddedBackend:
         batch_window_ms: float = 2.0,  # micro-batcher: how long a batch waits for more calls
         max_queue: int = 1024,  # micro-batcher: waiting calls per model
         bulk_max_batch: int | None = None,  # micro-batcher: bulk samples per run (None: max_batch)
+        interactive_slots: int = 1,  # runs beside session_concurrency, interactive calls only
     ):
         self._repository = repository
         self._intra_op_threads = intra_op_threads
         self._session_concurrency = max(1, session_concurrency)
+        self._interactive_slots = max(0, interactive_slots)
         self._batcher_options = {
             "max_batch": max_batch,
             "window_s": batch_window_ms / 1000.0,
@@ -84,7 +86,8 @@ class EmbeddedBackend:
         if not isinstance(repo, RepositoryInfo):
             repo = load_repository(repo)
         self._executor = ThreadPoolExecutor(
-            max_workers=self._session_concurrency, thread_name_prefix="onnxruntime"
+            max_workers=self._session_concurrency + self._interactive_slots,
+            thread_name_prefix="onnxruntime",
         )
         self._models = await self._open(repo)
         self.batcher = MicroBatcher(
@@ -92,6 +95,7 @@ class EmbeddedBackend:
             self._executor,
             backend_name=self.name,
             concurrency=self._session_concurrency,
+            interactive_slots=self._interactive_slots,
             **self._batcher_options,
         )
         log.info("embedded backend ready", extra={"models": sorted(self._models)})
