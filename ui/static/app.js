@@ -169,10 +169,11 @@ function buildSliders(m) {
 function setSource(item, reconstruction = null, original = null) {
   state.source = item;
   state.edited = null;
-  $("original").src = original || (item ? item.image : "");
-  $("reconstruction").src = reconstruction || (item ? item.image : "");
-  $("edited").removeAttribute("src");
+  setImage("original", original || (item && item.image));
+  setImage("reconstruction", reconstruction || (item && item.image));
+  setImage("edited", null);
   $("edit-info").textContent = "";
+  $("recon-info").textContent = "";
   for (const id of ["download-png", "download-npy"]) {
     $(id).classList.add("disabled");
     $(id).removeAttribute("href");
@@ -184,7 +185,14 @@ function setSource(item, reconstruction = null, original = null) {
   }
 }
 
-function addToLibrary(item) {
+function setImage(id, src) {
+  if (src) $(id).src = src;
+  else $(id).removeAttribute("src");
+}
+
+// A new source (inversion or seed) becomes A / "to", the one before it B / "from";
+// derived latents (mixes, kept edits) join the lists without changing the choice.
+function addToLibrary(item, { choose = true } = {}) {
   state.library.push(item);
   const li = document.createElement("li");
   const img = document.createElement("img");
@@ -211,7 +219,7 @@ function addToLibrary(item) {
   for (const [id, pick] of [["mix-a", n - 1], ["mix-b", n - 2], ["interp-start", n - 2], ["interp-end", n - 1]]) {
     const select = $(id);
     select.append(new Option(`#${n} ${item.label}`, item.id));
-    select.selectedIndex = Math.max(0, pick);
+    if (choose || n <= 2) select.selectedIndex = Math.max(0, pick);
   }
 }
 
@@ -234,6 +242,7 @@ async function invert(ev) {
   form.append("early_stop", $("early-stop").checked ? "1" : "0");
   form.append("session", session);
   const started = performance.now();
+  delete $("reconstruction").dataset.ms;
   $("progress").value = 0;
   $("progress").max = Number($("steps").value) || 1;
   $("progress-text").textContent = "uploading…";
@@ -410,7 +419,7 @@ function keepEdited() {
     image: $("edited").src,
     model: state.model,
   };
-  addToLibrary(item);
+  addToLibrary(item, { choose: false });
 }
 
 // --- mixing and interpolation ---------------------------------------------------------------
@@ -427,7 +436,8 @@ async function mix(ev) {
       layer_stop: $("mix-stop").value,
     });
     $("mixed").src = data.image;
-    addToLibrary({ id: data.latent, label: data.label, image: data.image, model: state.model });
+    const item = { id: data.latent, label: data.label, image: data.image, model: state.model };
+    addToLibrary(item, { choose: false });
   } catch (err) {
     if (!ignorable(err)) showError("mix-error", err);
   }
