@@ -504,6 +504,19 @@ def start_triton(model_repository: str | os.PathLike, **kwargs) -> TritonServer:
 @click.option("--intra-op-threads", type=int, default=0, help="onnxruntime threads per model.")
 @click.option("--log-verbose", type=int, default=0)
 @click.option("--startup-timeout", type=float, default=300.0, show_default=True)
+# TLS on the gRPC port: tritonserver's own flags, passed through (k8s/base/triton.yaml)
+@click.option("--grpc-use-ssl", type=click.BOOL, default=False, help="TLS on the gRPC port.")
+@click.option(
+    "--grpc-use-ssl-mutual", type=click.BOOL, default=False, help="Require client certificates."
+)
+@click.option("--grpc-server-cert", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--grpc-server-key", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option(
+    "--grpc-root-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="CA of the client certificates (mutual TLS).",
+)
 def triton(
     model_repository: Path,
     grpc_port: int,
@@ -514,9 +527,26 @@ def triton(
     intra_op_threads: int,
     log_verbose: int,
     startup_timeout: float,
+    grpc_use_ssl: bool,
+    grpc_use_ssl_mutual: bool,
+    grpc_server_cert: str | None,
+    grpc_server_key: str | None,
+    grpc_root_cert: str | None,
 ) -> None:
     """Run a real tritonserver (from nvidia-pytriton) in the foreground on the model
     repository, through its python-backend CPU flavour. Stops on SIGINT/SIGTERM."""
+    if grpc_use_ssl and not (grpc_server_cert and grpc_server_key):
+        raise click.UsageError("--grpc-use-ssl needs --grpc-server-cert and --grpc-server-key")
+    if grpc_use_ssl_mutual and not (grpc_use_ssl and grpc_root_cert):
+        raise click.UsageError("--grpc-use-ssl-mutual needs --grpc-use-ssl and --grpc-root-cert")
+    tls: list[str] = []
+    if grpc_use_ssl:
+        tls += ["--grpc-use-ssl=true", f"--grpc-server-cert={grpc_server_cert}"]
+        tls += [f"--grpc-server-key={grpc_server_key}"]
+        if grpc_root_cert:
+            tls.append(f"--grpc-root-cert={grpc_root_cert}")
+        if grpc_use_ssl_mutual:
+            tls.append("--grpc-use-ssl-mutual=true")
     server = TritonServer(
         model_repository,
         grpc_port=grpc_port,
@@ -527,6 +557,7 @@ def triton(
         intra_op_threads=intra_op_threads,
         log_verbose=log_verbose,
         stdout=sys.stderr.fileno(),  # the server's log is the command's log
+        extra_args=tuple(tls),
     )
     models = server.prepare()
     click.echo(f"stylegate triton: serving {', '.join(models)} from {server.workdir}", err=True)

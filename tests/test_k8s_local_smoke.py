@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from support.k8s_local import LOOPBACK, grpc_health, local_stack
 from support.k8s_manifests import container_port, pod_template, probes, render, selected_workloads
-from support.pki import CA
+from support.pki import CA, stack_secrets
 
 pytestmark = pytest.mark.triton
 
@@ -27,8 +27,7 @@ def ca(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stack(tiny_repository, ca):
-    secret = ca.tls_secret("localhost")  # 127.0.0.1 too: the Service resolves here
-    with local_stack(render("cpu"), tiny_repository, {"stylegate-gateway-tls": secret}) as cluster:
+    with local_stack(render("cpu"), tiny_repository, stack_secrets(ca)) as cluster:
         yield cluster
 
 
@@ -79,6 +78,25 @@ def test_metrics_ports_serve_prometheus_text(stack):
         assert "stylegate_inversions_in_flight" in r.read().decode()
     with urllib.request.urlopen(f"http://{LOOPBACK}:{triton_metrics}/metrics", timeout=5) as r:
         assert "nv_inference_request_success" in r.read().decode()
+
+
+def test_triton_grpc_takes_only_the_gateway_certificate(stack, ca):
+    """Triton's gRPC port, as the manifest starts it, speaks mutual TLS: plaintext and a
+    client without the gateway's certificate get nothing; with it ServerLive answers."""
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    address = f"{LOOPBACK}:{stack.ports.local(8001)}"
+    client = stack_secrets(ca)["stylegate-triton-client-tls"]
+    anonymous = grpc.ssl_channel_credentials(client["ca.crt"])
+    mutual = grpc.ssl_channel_credentials(client["ca.crt"], client["tls.key"], client["tls.crt"])
+    for refused in (grpc.insecure_channel(address), grpc.secure_channel(address, anonymous)):
+        with refused, pytest.raises(grpc.RpcError):
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(refused)
+            stub.ServerLive(service_pb2.ServerLiveRequest(), timeout=5)
+    with grpc.secure_channel(address, mutual) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        assert stub.ServerLive(service_pb2.ServerLiveRequest(), timeout=10).live
 
 
 def test_gateway_serves_through_triton(stack, ca):

@@ -30,7 +30,7 @@ from support.k8s_manifests import (
     selected_workloads,
     selector_matches,
 )
-from support.pki import CA
+from support.pki import CA, stack_secrets
 
 pytestmark = pytest.mark.triton
 
@@ -57,8 +57,7 @@ def ca(tmp_path_factory) -> CA:
 
 @pytest.fixture(scope="module")
 def stack(tiny_repository, ca):
-    secret = ca.tls_secret()  # the gateway's Service port serves TLS
-    with local_stack(render("cpu"), tiny_repository, {"stylegate-gateway-tls": secret}) as cluster:
+    with local_stack(render("cpu"), tiny_repository, stack_secrets(ca)) as cluster:
         yield cluster
 
 

@@ -242,8 +242,10 @@ class LocalCluster:
                 command += ["--model-repository", pod.local_path(value)]
             elif name in ("http-port", "grpc-port", "metrics-port"):
                 command += [f"--{name}", str(self.ports.local(int(value)))]
-            elif name == "log-verbose":
-                command += ["--log-verbose", value]
+            elif name in ("log-verbose", "grpc-use-ssl", "grpc-use-ssl-mutual"):
+                command += [f"--{name}", value]
+            elif name in ("grpc-server-cert", "grpc-server-key", "grpc-root-cert"):
+                command += [f"--{name}", pod.local_path(value)]
             elif name in TRITON_IMPLIED_FLAGS:
                 assert value == TRITON_IMPLIED_FLAGS[name], f"--{name}={value}"
             else:

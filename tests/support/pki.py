@@ -70,12 +70,23 @@ class CA:
         _write(stem, cert, key)
         return str(stem.with_suffix(".crt")), str(stem.with_suffix(".key"))
 
-    def tls_secret(self, cn: str = "localhost") -> dict[str, bytes]:
+    def tls_secret(self, cn: str = "localhost", *, server: bool = True) -> dict[str, bytes]:
         """A kubernetes.io/tls Secret's files as cert-manager writes them (tls.crt, tls.key
-        and ca.crt), for a server certificate of ``cn`` (127.0.0.1 too)."""
-        cert, key = self.issue(cn, server=True)
+        and ca.crt), for a certificate of ``cn`` (a server's: 127.0.0.1 too)."""
+        cert, key = self.issue(cn, server=server)
         return {
             "tls.crt": Path(cert).read_bytes(),
             "tls.key": Path(key).read_bytes(),
             "ca.crt": Path(self.path).read_bytes(),
         }
+
+
+def stack_secrets(ca: CA) -> dict[str, dict[str, bytes]]:
+    """The TLS Secrets k8s/base expects, issued by ``ca``: the gateway's serving certificate
+    (``localhost``, where the tests dial it), Triton's (``stylegate-triton``, 127.0.0.1 too)
+    and the gateway's client certificate for Triton (mutual TLS)."""
+    return {
+        "stylegate-gateway-tls": ca.tls_secret("localhost"),
+        "stylegate-triton-tls": ca.tls_secret("stylegate-triton"),
+        "stylegate-triton-client-tls": ca.tls_secret("stylegate-gateway", server=False),
+    }
