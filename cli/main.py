@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "export": "stylegate.export.cli:export",
     "triton": "stylegate.ops.triton_local:triton",
     "train": "stylegate.gan.train.user_cli:train",
+    "ui": "stylegate.ui.app:ui",
 }
 
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # System packages the test suite needs beyond the virtualenv, installed only when missing:
 #   prometheus  a real Prometheus server (Debian's package) for tests/test_prometheus_*.py
+#   chromium, chromium-driver  a real headless browser for tests/test_ui_browser.py
 # Idempotent and quiet when everything is there; `apt-get update` only when the package
 # lists are missing or do not know a package. Run as root (or with sudo available).
 set -euo pipefail
 
-PACKAGES=(prometheus)      # Debian package names
-COMMANDS=(prometheus)      # a command each package provides, to tell whether it is there
+PACKAGES=(prometheus chromium chromium-driver)      # Debian package names
+COMMANDS=(prometheus chromium chromedriver)        # a command each package provides, to tell whether it is there
 
 missing=()
 for i in "${!PACKAGES[@]}"; do
