@@ -690,7 +690,10 @@ class Runner:
         out.prepare()
         with contextlib.suppress(FileNotFoundError):
             (out.root / ".resume").unlink()  # the token file of the pre-bulk `batch`
-        open_chunks = [c for c in chunks if self.restart or not out.complete(c)]
+        # a chunk to lock: unfinished, or finished with its staging left by a crash
+        open_chunks = [
+            c for c in chunks if self.restart or not out.complete(c) or out.pending(c).exists()
+        ]
         locks = ChunkLocks(out.root / LOCK_FILE)
         try:
             locks.acquire(open_chunks)
@@ -704,6 +707,9 @@ class Runner:
         staged: dict[int, dict[str, Record]] = {}
         units: list[tuple[int, list[Item]]] = []
         for c in open_chunks:
+            if not self.restart and out.complete(c):
+                shutil.rmtree(out.pending(c), ignore_errors=True)  # killed before cleaning
+                continue
             if self.restart:
                 shutil.rmtree(out.pending(c), ignore_errors=True)
                 out.manifest(c).unlink(missing_ok=True)

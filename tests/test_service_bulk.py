@@ -170,6 +170,9 @@ def test_killed_midway_restart_gives_exactly_the_uninterrupted_files(
             st = (out / name).stat()
             kept[name] = (st.st_ino, st.st_mtime_ns)
     assert len(kept) == 2 * CHUNK
+    # as if killed between a chunk's manifest and the removal of its staging
+    (out / ".pending" / "chunk-00000").mkdir(parents=True, exist_ok=True)
+    (out / ".pending" / "chunk-00000" / "face00.npz").write_bytes(b"stale")
     resumed = _run(_args(gateway, faces, out, "--concurrency", "2"))
     assert resumed.returncode == 0, resumed.stderr
     assert "done before" in resumed.stdout
