@@ -14,7 +14,7 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -63,13 +63,20 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
 class InFlight:
     """Counts RPCs in progress so shutdown can wait for them; refuses new ones while draining."""
 
-    def __init__(self, *, trim_after_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        *,
+        trim_after_s: float = 0.5,
+        on_idle: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.count = 0
         self.draining = False
         self._idle = asyncio.Event()
         self._idle.set()
         self._trim_after_s = trim_after_s  # idle this long after load: hand memory back
         self._trim: asyncio.TimerHandle | None = None
+        self._on_idle = on_idle  # e.g. the backend's release_memory
+        self._releasing: asyncio.Task | None = None
 
     def enter(self) -> None:
         if self.draining:
@@ -86,9 +93,21 @@ class InFlight:
             self._idle.set()
             if self._trim_after_s >= 0:
                 loop = asyncio.get_running_loop()
-                self._trim = loop.call_later(
-                    self._trim_after_s, loop.run_in_executor, None, admission.release_memory
-                )
+                self._trim = loop.call_later(self._trim_after_s, self._release)
+
+    def _release(self) -> None:
+        """Idle for ``trim_after_s`` after load: the backend's buffers, then glibc's heap."""
+        if self._releasing is not None and not self._releasing.done():
+            return
+        self._releasing = asyncio.get_running_loop().create_task(self._release_memory())
+
+    async def _release_memory(self) -> None:
+        try:
+            if self._on_idle is not None:
+                await self._on_idle()
+        except Exception:  # best effort; serving goes on
+            log.warning("releasing memory failed", exc_info=True)
+        await asyncio.get_running_loop().run_in_executor(None, admission.release_memory)
 
     async def wait_idle(self, timeout: float) -> bool:
         try:

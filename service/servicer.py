@@ -53,7 +53,7 @@ class StyleGateServicer(pb_grpc.StyleGateServicer):
         self.settings = settings
         self.repository = repository
         self.backend = backend
-        self.in_flight = InFlight()
+        self.in_flight = InFlight(on_idle=backend.release_memory)
         self.admission = Admission(settings)
         self.inversion_slots = inversion.Slots(settings.max_concurrent_inversions)
         admission.tune_allocator()  # large buffers go back to the OS when freed

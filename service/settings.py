@@ -54,7 +54,7 @@ class Settings:
     max_generate: int = 64  # images per Generate / Interpolate frames
     max_batch_seeds: int = 1_000_000
     max_concurrent_inversions: int = 64
-    # Memory (issue 11, finding 3; k8s limit 1 GiB): a request is held whole before admission
+    # Memory (issue 11, finding 3; k8s limit 1.5 GiB): a request is held whole before admission
     # looks at it, and costs about twice its size while parsed (the transport's buffer and
     # the protobuf's bytes). Admitted large requests: at most max_request_bytes_in_flight
     # (128 MiB) x 2 = 256 MiB; refused ones live for under a millisecond each. Idle gateway

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from support.gateway_fakes import FakeNetworks, write_onnx_repository
 
-from stylegate.service import generation
+from stylegate.service import admission, generation
 from stylegate.service.backends.base import Call
 from stylegate.service.backends.embedded import EmbeddedBackend
 from stylegate.service.errors import BackendUnavailable
@@ -87,3 +87,42 @@ def test_the_conditional_mapping_gets_a_one_hot_class(tmp_path):
 
     w = asyncio.run(main())
     np.testing.assert_allclose(w, z @ nets.M + nets.C[[2, 0]], rtol=1e-5, atol=1e-5)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+def test_release_memory_gives_back_the_arena_of_a_large_batch(shipped_repository):
+    """onnxruntime keeps the buffers of the largest batch a session ran (its arena) until a
+    run asks it to shrink; ``release_memory`` (the gateway calls it when idle) does, and a
+    batch after it still gives the same results."""
+    repo = load_repository(shipped_repository)
+    gen = repo.generator()
+    model = gen.model("inversion_step")
+
+    async def scenario() -> tuple[float, float, float, np.ndarray, np.ndarray]:
+        backend = EmbeddedBackend(repo, intra_op_threads=2)
+        await backend.load()
+        session = backend._models[model].session
+        rng = np.random.RandomState(0)
+        feed = {
+            a.name: rng.uniform(-1, 1, [32, *a.shape[1:]]).astype(np.float32)
+            for a in session.get_inputs()
+        }
+        before = _rss_mb()
+        first = (await backend.infer(model, feed))["grad"].copy()
+        grown = _rss_mb()
+        await backend.release_memory()
+        admission.release_memory()  # what the gateway does next (service/rpc.py, InFlight)
+        released = _rss_mb()
+        again = await backend.infer(model, feed)
+        await backend.close()
+        return before, grown, released, first, again["grad"]
+
+    before, grown, released, first, again = asyncio.run(scenario())
+    print(f"RSS {before:.0f} MB, after a batch of 32 {grown:.0f}, released {released:.0f}")
+    assert grown - before > 100  # the arena of a batch of 32 steps (~290 MB measured)
+    assert released < before + (grown - before) / 3
+    np.testing.assert_array_equal(first, again)

@@ -1,21 +1,35 @@
 """Bounded memory (issue 11, finding 3): a real gateway process (its RSS is its own) under
 the worst load its admission lets in: every inversion slot taken, and waves of the largest
 requests it accepts, more than the request budget holds at once. RSS stays under the
-manifests' 1 GiB limit and goes back near its idle level afterwards."""
+manifests' memory limit with a fifth to spare and goes back near its idle level afterwards."""
 
 from __future__ import annotations
 
 import asyncio
 
 import grpc
+import yaml
 from support.gateway_fakes import write_onnx_repository
+from support.k8s_manifests import ROOT
 
 from bench.soak import Sampler, gateway, png, settle
 from stylegate.protos.v1 import stylegate_pb2 as pb
 from stylegate.protos.v1 import stylegate_pb2_grpc as pb_grpc
 from stylegate.service.settings import Settings
 
-LIMIT_MB = 1024  # k8s/base/gateway.yaml: resources.limits.memory 1Gi
+
+def _manifest_limit_mb() -> float:
+    """The gateway container's memory limit in k8s/base/gateway.yaml, in MiB (as RSS is
+    measured: VmRSS kB / 1024)."""
+    docs = yaml.safe_load_all((ROOT / "k8s/base/gateway.yaml").read_text())
+    (deployment,) = [d for d in docs if d and d["kind"] == "Deployment"]
+    (gateway,) = [c for c in deployment["spec"]["template"]["spec"]["containers"]]
+    limit = gateway["resources"]["limits"]["memory"]
+    number, unit = limit[:-2], limit[-2:]
+    return float(number) * {"Mi": 1, "Gi": 1024}[unit]
+
+
+LIMIT_MB = _manifest_limit_mb()
 
 
 def test_rss_stays_under_the_limit_under_the_worst_admissible_load_and_settles(tmp_path):
@@ -63,7 +77,8 @@ def test_rss_stays_under_the_limit_under_the_worst_admissible_load_and_settles(t
     assert codes.get("OK", 0) >= 4 and codes.get("RESOURCE_EXHAUSTED", 0) >= 4, codes
     assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}, codes
     assert peak < LIMIT_MB * 0.8, f"peak RSS {peak:.0f} MB (idle {idle:.0f} MB)"
-    # measured: idle 95, peak 690, settled 240 MB (the rest not yet traced: see issue 11)
+    # measured: idle 94, peak 710-880, settled 170-260 MB: the peak is the transport's copies
+    # of requests that admission then refuses (gRPC receives a message whole first)
     assert settled < idle + 200, f"RSS {settled:.0f} MB after the load (idle {idle:.0f} MB)"
     assert settled < peak / 2
 

@@ -73,6 +73,9 @@ class SlowBackend:
     async def refresh_metrics(self):
         await self.inner.refresh_metrics()
 
+    async def release_memory(self):
+        await self.inner.release_memory()
+
     async def close(self):
         await self.inner.close()
 

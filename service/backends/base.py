@@ -82,5 +82,9 @@ class Backend(Protocol):
     async def refresh_metrics(self) -> None:
         """Update this backend's own gauges (called by the health watcher)."""
 
+    async def release_memory(self) -> None:
+        """Hand back memory kept from past peaks of load (called when the gateway goes idle;
+        a call arriving meanwhile must still work)."""
+
     async def close(self) -> None:
         """Release sessions/channels; pending calls fail with BackendUnavailable."""

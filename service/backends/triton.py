@@ -246,6 +246,9 @@ class TritonBackend:
             self._expected, self._stale, self._closed = previous
             raise
 
+    async def release_memory(self) -> None:
+        """Nothing held here: Triton keeps the tensors."""
+
     async def refresh_metrics(self) -> None:
         """Triton's cumulative batch statistics as this backend's gauges."""
         for model, st in (await self.batch_statistics()).items():

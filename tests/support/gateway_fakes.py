@@ -168,6 +168,9 @@ class FakeBackend:
     async def refresh_metrics(self) -> None:
         pass
 
+    async def release_memory(self) -> None:
+        pass
+
     async def healthy(self) -> bool:
         return self.ready
 
