@@ -52,9 +52,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def gateway(repository: Path, *, extra_env: dict | None = None):
-    """A `stylegate serve` subprocess on the embedded backend; yields (address, pid)."""
-    port, metrics_port = _free_port(), _free_port()
+def gateway(repository: Path, *, extra_env: dict | None = None, metrics_port: int | None = None):
+    """A `stylegate serve` subprocess (embedded backend unless ``extra_env`` says otherwise);
+    yields (address, pid). ``metrics_port``: where its /metrics listens (a free port if None),
+    for callers that scrape it (bench/suite.py's loadtest section)."""
+    port = _free_port()
+    metrics_port = metrics_port or _free_port()
     cmd = [
         str(Path(sys.executable).parent / "stylegate"),
         "serve",
