@@ -811,9 +811,18 @@ def section_loadtest(b: Bench) -> dict:
 
 
 def run_suite(repository: Path, sizes: Sizes, sections: list[str], triton: bool) -> dict:
+    """Run the wanted sections (in an order that shares one gateway and the eager runs);
+    each section's result gets its own wall time under "seconds"."""
     torch.set_num_threads(THREADS)
     b = Bench(repository, sizes)
     results: dict[str, dict] = {}
+
+    def timed_section(name: str, fn: Callable[[], dict]) -> None:
+        click.echo(f"[{name}]", err=True)
+        t0 = time.perf_counter()
+        results[name] = fn()
+        results[name]["seconds"] = time.perf_counter() - t0
+
     gateway_sections = [s for s in ("inversion", "latency", "generation") if s in sections]
     triton_result = None
     if "inversion" in sections:
@@ -829,21 +838,20 @@ def run_suite(repository: Path, sizes: Sizes, sections: list[str], triton: bool)
         with T.gateway(repository, extra_env=GATEWAY_ENV) as (address, pid):
             warm_up(address, b.images[0])
             for name in gateway_sections:
-                click.echo(f"[{name}]", err=True)
                 if name == "inversion":
-                    results[name] = section_inversion(b, address, triton_result)
+                    timed_section(name, lambda: section_inversion(b, address, triton_result))
                     results[name]["raw"]["gateway_peak_rss_mb"] = T.peak_rss_mb(pid)
                 elif name == "latency":
-                    results[name] = section_latency(b, address)
+                    timed_section(name, lambda: section_latency(b, address))
                 else:
-                    results[name] = section_generation(b, address)
-    for name, fn in (("step", section_step), ("flops", section_flops)):
+                    timed_section(name, lambda: section_generation(b, address))
+    for name, fn in (
+        ("step", section_step),
+        ("flops", section_flops),
+        ("loadtest", section_loadtest),
+    ):
         if name in sections:
-            click.echo(f"[{name}]", err=True)
-            results[name] = fn(b)
-    if "loadtest" in sections:
-        click.echo("[loadtest]", err=True)
-        results["loadtest"] = section_loadtest(b)
+            timed_section(name, lambda fn=fn: fn(b))
     return {name: results[name] for name in SECTIONS if name in results}
 
 
@@ -856,7 +864,7 @@ def print_report(report: dict) -> None:
     m = report["machine"]
     click.echo(f"machine: {machine_line(m)}")
     for name, sec in report["sections"].items():
-        click.echo(f"\n== {name}")
+        click.echo(f"\n== {name} ({sec['seconds']:.0f} s)")
         for line in table(sec["rows"]):
             click.echo(line)
         for r in sec["rows"]:
