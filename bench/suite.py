@@ -878,7 +878,8 @@ def print_report(report: dict) -> None:
 def machine_line(m: dict) -> str:
     return (
         f"{m['cpu']}, {m['usable_cores']} usable of {m['cores']} cores, {m['memory_gb']} GB, "
-        f"load {m['load_average_at_start']} at start; Python {m['python']}, torch {m['torch']}, "
+        f"load average {m['load_average_at_start']} at start, "
+        f"{m.get('load_average_at_end', '-')} at end; Python {m['python']}, torch {m['torch']}, "
         f"onnxruntime {m['onnxruntime']}, numpy {m['numpy']}; {m['threads']} threads"
     )
 
@@ -985,6 +986,9 @@ def main(
         r for sec in report["sections"].values() for r in sec["rows"] if r["target"]
     ]
     report["seconds"] = time.perf_counter() - started
+    # Eager torch on 2 OpenMP threads slows down many times over when another process holds
+    # a core: a load average above the core count at either end marks the run as disturbed.
+    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print_report(report)
     click.echo(f"\n({report['seconds']:.0f} s)")
     if json_out is not None:
