@@ -33,7 +33,7 @@ def test_quick_suite_end_to_end(shipped_repository: Path, tmp_path: Path) -> Non
         check=False,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,  # ~25 s alone; several times that beside CPU-heavy jobs on 2 cores
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.loads(out.read_text())
