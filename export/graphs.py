@@ -145,7 +145,7 @@ def inversion_objective(
     return loss, terms, image
 
 
-def _conv_backward_as_transpose(
+def _conv_backward(
     grad_output,
     input,
     weight,
@@ -159,9 +159,14 @@ def _conv_backward_as_transpose(
     output_mask,
 ):
     """``aten.convolution_backward`` for input gradients only, as a convolution of the other
-    direction (the ONNX translator has no rule for convolution_backward): a transposed
-    convolution for a convolution, whose ``output_padding`` recovers the input size a
-    strided forward rounded away; a plain convolution for a transposed one."""
+    direction (the ONNX translator has no rule for convolution_backward).
+
+    A stride-1 convolution's input gradient is a plain convolution with the kernel flipped
+    and its input and output channels swapped (padding ``dilation * (k - 1) - padding``):
+    onnxruntime runs Conv with its blocked NCHWc kernels and ConvTranspose without, 2-3x
+    slower (docs/design.md, "The inversion step on onnxruntime"). A strided one is a
+    transposed convolution, whose ``output_padding`` recovers the input size the forward
+    rounded away; a transposed convolution's is a plain convolution."""
     if output_mask[1] or output_mask[2]:
         raise NotImplementedError(
             "export: the step graph needs no weight/bias gradient; freeze the parameters"
@@ -172,12 +177,22 @@ def _conv_backward_as_transpose(
             grad_output, weight, None, stride, padding, dilation, False, [0] * nd, groups
         )
         return grad_input, None, None
+    kernel = [int(k) for k in weight.shape[2:]]
+    flipped_pad = [dilation[d] * (kernel[d] - 1) - padding[d] for d in range(nd)]
+    if all(s == 1 for s in stride) and min(flipped_pad) >= 0:
+        out_ch, in_per_group = int(weight.shape[0]), int(weight.shape[1])
+        w = weight.flip(list(range(2, 2 + nd)))
+        w = w.reshape(groups, out_ch // groups, in_per_group, *kernel).transpose(1, 2)
+        w = w.reshape(groups * in_per_group, out_ch // groups, *kernel)
+        grad_input = aten.convolution(
+            grad_output, w, None, [1] * nd, flipped_pad, dilation, False, [0] * nd, groups
+        )
+        return grad_input, None, None
     out_pad = []
     for d in range(nd):
         size_in = input.shape[2 + d]
         size_out = grad_output.shape[2 + d]
-        k = weight.shape[2 + d]
-        full = (size_out - 1) * stride[d] - 2 * padding[d] + dilation[d] * (k - 1) + 1
+        full = (size_out - 1) * stride[d] - 2 * padding[d] + dilation[d] * (kernel[d] - 1) + 1
         out_pad.append(int(size_in - full))
     grad_input = aten.convolution(
         grad_output, weight, None, stride, padding, dilation, True, out_pad, groups
@@ -185,7 +200,17 @@ def _conv_backward_as_transpose(
     return grad_input, None, None
 
 
-STEP_DECOMPOSITIONS = {aten.convolution_backward.default: _conv_backward_as_transpose}
+def _leaky_relu_backward(grad_output, input, negative_slope, self_is_result):
+    """The gradient as a product with a 0/1 mask: torch's own rule becomes an ONNX Where,
+    which onnxruntime runs on one thread, several times slower than these multiplies."""
+    keep = (input > 0).to(grad_output.dtype)
+    return grad_output * (keep * (1.0 - negative_slope) + negative_slope)
+
+
+STEP_DECOMPOSITIONS = {
+    aten.convolution_backward.default: _conv_backward,
+    aten.leaky_relu_backward.default: _leaky_relu_backward,
+}
 
 
 class InversionStep(nn.Module):

@@ -31,10 +31,10 @@ def lrelu(x: torch.Tensor) -> torch.Tensor:
 
 
 def upsample_nearest2x(x: torch.Tensor) -> torch.Tensor:
-    """Nearest 2x upsampling as expand + reshape (its gradient is a sum).
-    [N,C,H,W] -> [N,C,2H,2W]."""
-    n, c, h, w = x.shape
-    return x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
+    """Nearest 2x upsampling. [N,C,H,W] -> [N,C,2H,2W]. Traced, an index gather (and its
+    gradient a scatter-add): as an expand + reshape of the same values it was a 6-D Expand,
+    the slowest op of the inversion step on onnxruntime (docs/design.md)."""
+    return F.interpolate(x, scale_factor=2.0, mode="nearest")
 
 
 def upsample2x(x: torch.Tensor) -> torch.Tensor:
