@@ -52,7 +52,12 @@ def make_backend(settings: Settings, repository: RepositoryInfo) -> Backend:
             settings.triton_tls_cert,
             settings.triton_tls_key,
         )
-        return TritonBackend(repository, settings.triton_url, credentials=credentials)
+        return TritonBackend(
+            repository,
+            settings.triton_url,
+            credentials=credentials,
+            call_timeout_s=settings.triton_call_timeout_s or None,
+        )
     raise ValueError(f"unknown backend {settings.backend!r} (embedded or triton)")
 
 

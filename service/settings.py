@@ -35,6 +35,9 @@ class Settings:
     triton_tls_ca: str = ""  # PEM CA of Triton's certificate; "" = the system's roots
     triton_tls_cert: str = ""  # PEM client certificate for Triton (mutual TLS)
     triton_tls_key: str = ""  # PEM key of triton_tls_cert
+    # an inference call Triton does not answer within this is UNAVAILABLE (a hung Triton);
+    # 0 = no cap (keepalive then notices in 30 + 10 s)
+    triton_call_timeout_s: float = 10.0
 
     # embedded backend
     intra_op_threads: int = 2  # onnxruntime threads per session run

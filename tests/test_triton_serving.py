@@ -577,6 +577,59 @@ def test_kill_9_ends_every_stream_with_unavailable_and_the_gateway_recovers(repo
     assert server.running
 
 
+HUNG_CAP_S = 2.0  # the backend's call cap in the hung-Triton test
+
+
+def test_a_hung_triton_ends_streams_with_unavailable_within_the_call_cap(repository, server):
+    """SIGSTOP of tritonserver with Invert streams in flight: its connections stay open and
+    nothing answers, which keepalive would notice only after 30 + 10 s. Every stream ends
+    UNAVAILABLE within the backend's call cap (plus slack), and after SIGCONT the same
+    gateway serves again."""
+    from support.gateway_harness import running_gateway
+
+    backend = TritonBackend(repository, server.grpc_url, call_timeout_s=HUNG_CAP_S)
+    with (
+        running_gateway(repository, backend, health_interval_s=0.5) as gw,
+        gw.client(timeout=120) as client,
+    ):
+        target = client.generate([7], fmt="png")[0].image.data
+        streams = [client.invert_stream(target, steps=1000, early_stop_tol=0.0) for _ in range(4)]
+        for stream in streams:
+            assert next(stream).HasField("progress")
+        ended: dict[int, tuple[grpc.StatusCode, float]] = {}
+        readers = [
+            threading.Thread(target=_drain, args=(s, ended, i), daemon=True)
+            for i, s in enumerate(streams)
+        ]
+        for reader in readers:
+            reader.start()
+        pid = server.process.pid
+        stopped = time.monotonic()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for reader in readers:
+                reader.join(max(0.0, stopped + HUNG_CAP_S + 10 - time.monotonic()))
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        hung = [i for i in range(len(streams)) if i not in ended]
+        for i in hung:
+            streams[i].cancel()
+        assert not hung, f"streams {hung} got no status"
+        waits = sorted(t - stopped for _, t in ended.values())
+        assert sorted({code.name for code, _ in ended.values()}) == ["UNAVAILABLE"]
+        assert waits[-1] < HUNG_CAP_S + 5, waits
+        print(f"\nhung Triton: streams ended UNAVAILABLE {waits[0]:.2f}-{waits[-1]:.2f} s")
+
+        def serves() -> bool:
+            try:
+                return len(client.generate([0], timeout=10)) == 1
+            except grpc.RpcError:
+                return False
+
+        _wait_for(serves, 60, "Generate after SIGCONT")
+        assert client.invert(target, steps=3, timeout=60).steps == 3
+
+
 def test_triton_down_is_unavailable_and_backend_recovers_after_restart(repository, server):
     model = repository.generator().models["synthesis"]
     inputs = random_inputs(repository, model, 2)

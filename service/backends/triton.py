@@ -167,6 +167,10 @@ class TritonBackend:
         retries: int = 3,  # extra attempts of a call that found Triton UNAVAILABLE
         backoff_s: float = 0.05,  # first retry delay, doubled each retry (with jitter)
         connect_timeout_s: float = 5.0,  # per control call (readiness, metadata, statistics)
+        # An inference call Triton does not answer within this (the request's own deadline
+        # still ahead) means a hung Triton: the call fails UNAVAILABLE and the channel is
+        # replaced, instead of waiting for keepalive (30 + 10 s); None: no cap.
+        call_timeout_s: float | None = 10.0,
         channel_args: list[tuple[str, object]] | None = None,  # None: CHANNEL_ARGS
         credentials=None,  # () -> grpc.ChannelCredentials for TLS (read per channel); None: plain
     ):
@@ -177,6 +181,7 @@ class TritonBackend:
         self._retries = retries
         self._backoff_s = backoff_s
         self._connect_timeout_s = connect_timeout_s
+        self._call_timeout_s = call_timeout_s
         self._channel_args = channel_args if channel_args is not None else CHANNEL_ARGS
         self._channel: _Channel | None = None  # the one new calls use
         self._expected: dict[str, ExpectedModel] = {}
@@ -420,17 +425,28 @@ class TritonBackend:
         while True:
             timeout = self._timeout_left(deadline, model)
             channel = self._acquire()
+            capped = hung = False
             try:
                 if verify and model in self._stale:
                     problems = await self._verify_model(channel.client, timeout, model)
                     if problems:
                         raise BackendUnavailable("; ".join(problems))
                     timeout = self._timeout_left(deadline, model)
-                return await fn(channel.client, timeout)
+                cap = self._call_timeout_s
+                capped = cap is not None and (timeout is None or timeout > cap)
+                return await fn(channel.client, cap if capped else timeout)
             except InferenceServerException as exc:
                 metrics.BACKEND_ERRORS.labels(self.name, model).inc()
                 error, transport = self._error(exc, model)
                 failure: Exception = exc
+                if capped and isinstance(error, DeadlineExceeded):
+                    # our cap, not the request's deadline: Triton is hung. Not retried (a
+                    # retry would hang as long again); the next call gets a new channel.
+                    error = BackendUnavailable(
+                        f"Triton at {self.url}, model {model!r}: no answer within "
+                        f"{self._call_timeout_s:g} s"
+                    )
+                    transport = hung = True
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if task is None or task.cancelling():
@@ -443,6 +459,9 @@ class TritonBackend:
                 transport, failure = True, error
             finally:
                 await self._release(channel)
+            if hung:
+                await self._transport_failed(error, channel)
+                raise error from None
             if not transport or self._closed:
                 raise error from None
             await self._transport_failed(failure, channel)
