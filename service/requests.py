@@ -34,6 +34,7 @@ from stylegate.service.signatures import LOSS_TERMS, MAX_SEED
 
 MAX_TENSOR_DIMS = 4
 DEFAULT_FRAMES = 8
+MAX_CHUNK = 1_000_000  # beyond it a chunk_size is a mistake, not a wish for the cap
 DEFAULT_CHUNK = 16
 DEFAULT_JPEG_QUALITY = 90
 MAX_PSI = 2.0
@@ -381,7 +382,11 @@ def parse_batch_generate(
         gen=gen,
         seeds=seeds,
         first=first,
-        chunk=_within(req.chunk_size or DEFAULT_CHUNK, 1, settings.max_batch, field="chunk_size"),
+        # the contract: capped by max_batch (a client cannot know the server's setting)
+        chunk=min(
+            _within(req.chunk_size or DEFAULT_CHUNK, 1, MAX_CHUNK, field="chunk_size"),
+            settings.max_batch,
+        ),
         sampling=_sampling(req, gen),
         output=output_format(req.output),
         return_latents=req.return_latents,

@@ -260,3 +260,26 @@ def test_encoded_images_are_checked_from_their_headers_before_any_is_decoded(rep
     assert requests.has_encoded_image(req)
     assert requests.has_encoded_image(pb.EditRequest(invert=req))
     assert not requests.has_encoded_image(pb.EditRequest(latent=pb.LatentSource(seed=1)))
+
+
+def test_batch_chunk_size_is_capped_by_max_batch_and_bad_ones_name_the_field(repo):
+    """The contract says chunk_size is capped by the server's max_batch (the default of 16
+    too, on a server with smaller batches); zero means the default, negative is a mistake."""
+    settings = Settings(max_batch=4)
+
+    def chunk(size: int) -> int:
+        req = pb.BatchGenerateRequest(range=pb.SeedRange(start=0, stop=10), chunk_size=size)
+        return requests.parse_batch_generate(req, repo, settings).chunk
+
+    assert chunk(3) == 3
+    assert chunk(100) == 4
+    assert chunk(0) == 4  # the default 16, capped
+    assert (
+        requests.parse_batch_generate(
+            pb.BatchGenerateRequest(range=pb.SeedRange(start=0, stop=10)), repo, Settings()
+        ).chunk
+        == requests.DEFAULT_CHUNK
+    )
+    with pytest.raises(InvalidInput) as err:
+        chunk(-1)
+    assert err.value.field == "chunk_size"
