@@ -97,7 +97,7 @@ def _rss_mb() -> float:
 def test_release_memory_gives_back_the_arena_of_a_large_batch(shipped_repository):
     """onnxruntime keeps the buffers of the largest batch a session ran (its arena) until a
     run asks it to shrink; ``release_memory`` (the gateway calls it when idle) does, and a
-    batch after it still gives the same results."""
+    batch after it still gives the same results (to onnxruntime's run-to-run rounding)."""
     repo = load_repository(shipped_repository)
     gen = repo.generator()
     model = gen.model("inversion_step")
@@ -125,4 +125,5 @@ def test_release_memory_gives_back_the_arena_of_a_large_batch(shipped_repository
     print(f"RSS {before:.0f} MB, after a batch of 32 {grown:.0f}, released {released:.0f}")
     assert grown - before > 100  # the arena of a batch of 32 steps (~290 MB measured)
     assert released < before + (grown - before) / 3
-    np.testing.assert_array_equal(first, again)
+    # the same up to onnxruntime's threaded summation order (random inputs: gradients ~1e8)
+    np.testing.assert_allclose(again, first, rtol=0, atol=1e-4 * np.abs(first).max())

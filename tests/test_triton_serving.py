@@ -456,6 +456,22 @@ def _drain(stream, ended: dict, index: int) -> None:
     ended[index] = (code, time.monotonic())
 
 
+def _inversions_in_flight(client, target: bytes, n: int):
+    """``n`` long Invert streams (no early stop), each with a step done, read by threads
+    that record how each ended: (streams, ended, readers)."""
+    streams = [client.invert_stream(target, steps=1000, early_stop_tol=0.0) for _ in range(n)]
+    for stream in streams:
+        assert next(stream).HasField("progress")
+    ended: dict[int, tuple[grpc.StatusCode, float]] = {}
+    readers = [
+        threading.Thread(target=_drain, args=(s, ended, i), daemon=True)
+        for i, s in enumerate(streams)
+    ]
+    for reader in readers:
+        reader.start()
+    return streams, ended, readers
+
+
 def _health(channel) -> int:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -512,19 +528,8 @@ def test_kill_9_ends_every_stream_with_unavailable_and_the_gateway_recovers(repo
         for trial in range(KILL_TRIALS):
             before = {code: counted(code) for code in ("CANCELLED", "UNAVAILABLE")}
             cancelled = inversions("cancelled")
-            # long inversions (no early stop), each with a step done: in flight at the kill
-            streams = [
-                client.invert_stream(target, steps=1000, early_stop_tol=0.0) for _ in range(STREAMS)
-            ]
-            for stream in streams:
-                assert next(stream).HasField("progress")
-            ended: dict[int, tuple[grpc.StatusCode, float]] = {}
-            readers = [
-                threading.Thread(target=_drain, args=(s, ended, i), daemon=True)
-                for i, s in enumerate(streams)
-            ]
-            for reader in readers:
-                reader.start()
+            # long inversions, each with a step done: in flight at the kill
+            streams, ended, readers = _inversions_in_flight(client, target, STREAMS)
             killed, pid = time.monotonic(), server.process.pid
             os.kill(pid, signal.SIGKILL)
             for reader in readers:
@@ -593,16 +598,7 @@ def test_a_hung_triton_ends_streams_with_unavailable_within_the_call_cap(reposit
         gw.client(timeout=120) as client,
     ):
         target = client.generate([7], fmt="png")[0].image.data
-        streams = [client.invert_stream(target, steps=1000, early_stop_tol=0.0) for _ in range(4)]
-        for stream in streams:
-            assert next(stream).HasField("progress")
-        ended: dict[int, tuple[grpc.StatusCode, float]] = {}
-        readers = [
-            threading.Thread(target=_drain, args=(s, ended, i), daemon=True)
-            for i, s in enumerate(streams)
-        ]
-        for reader in readers:
-            reader.start()
+        streams, ended, readers = _inversions_in_flight(client, target, 4)
         pid = server.process.pid
         stopped = time.monotonic()
         os.kill(pid, signal.SIGSTOP)
