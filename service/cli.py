@@ -7,6 +7,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -595,6 +596,9 @@ def _bulk_job(
     return bulk.Job("invert", bulk.image_items(images), chunk_size, options, parsed), the_shard
 
 
+BULK_LOG_EVERY_S = 30.0  # progress lines of `stylegate batch` without a terminal
+
+
 def _run_bulk(c, job, shard, out: Path, concurrency: int, restart: bool) -> None:
     """Run the job's shard with a progress bar; every way it can stop is one line (and
     exit 130 after Ctrl-C, 143 after SIGTERM, with how to resume)."""
@@ -625,10 +629,17 @@ def _run_bulk(c, job, shard, out: Path, concurrency: int, restart: bool) -> None
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     bar = tqdm(total=0, desc=f"batch {shard}" if where else "batch", unit="img", disable=None)
 
+    logged = {"at": time.monotonic()}  # the first line after BULK_LOG_EVERY_S, or at the end
+
     def progress(done: int, total: int) -> None:
         bar.total = total
         bar.n = done
         bar.refresh()
+        now = time.monotonic()
+        # no terminal (a Job's pod, a pipe): no bar, so a line now and then for the log
+        if bar.disable and total and (now - logged["at"] >= BULK_LOG_EVERY_S or done == total):
+            logged["at"] = now
+            click.echo(f"batch{where}: {done} of {total} items done", err=True)
 
     runner = bulk.Runner(c, job, out, shard, concurrency=concurrency, restart=restart)
     try:

@@ -116,6 +116,8 @@ def reference(gateway, faces, tmp_path_factory) -> dict[str, bytes]:
     run = _run(_args(gateway, faces, out, "--concurrency", "2"))
     assert run.returncode == 0, run.stderr
     assert f"wrote {FACES} items to {out}" in run.stdout
+    # no terminal (a pipe here, a pod's log in a Job): progress as plain lines, the last
+    assert run.stderr.splitlines()[-1] == f"batch: {FACES} of {FACES} items done"
     return files(out)
 
 
