@@ -16,6 +16,7 @@ Layout of OUT (docs in README.md, "Bulk jobs")::
     <id>.png                    the generated image / the inversion's reconstruction
     <id>.<name><+strength>.png  the inverted latent edited along a direction (--edit)
     latents/chunk-NNNNN.npz     ids [n] and ws [n, num_ws, w_dim] of the chunk's items
+                                (inversions: ok [n] too, False for a failed item)
     manifest/chunk-NNNNN.json   the chunk's items: source, files with sha256, quality
     .lock                       POSIX record locks, one byte per chunk being written
     .pending/chunk-NNNNN/       items finished in a chunk not yet complete
@@ -34,6 +35,11 @@ of inversions are reproducible byte for byte when each inversion runs alone in i
 micro-batch (``--concurrency 1`` on an otherwise idle gateway, or a gateway with
 ``max_batch`` 1); with concurrent inversions they agree to float rounding (~1e-7).
 Generation is batch-invariant.
+
+Bad inputs. An image the gateway refuses (INVALID_ARGUMENT: not an image, too large, ...)
+is recorded as failed, its manifest entry carrying the error and its latent zeros, and the
+job goes on; the run ends with a warning naming the first. Any other error stops the run
+(it is resumable).
 
 Several writers. Before writing, a process takes an exclusive ``fcntl`` record lock on
 byte ``c`` of OUT/.lock for each chunk ``c`` it is going to write (POSIX locks work on
@@ -455,7 +461,8 @@ class Output:
                 **(
                     {"seeds": np.array([i.seed for i in items], dtype="<i8")}
                     if self.job.kind == "generate"
-                    else {}
+                    # False: the item failed (its manifest entry says why), its ws is zeros
+                    else {"ok": np.array(["error" not in records[i].entry for i in ids])}
                 ),
             }
         )
@@ -495,6 +502,7 @@ class Summary:
     before: int  # committed before this run
     done: int  # committed now, this run's included
     chunks: int  # chunks of this shard
+    failed: list[str] = dataclasses.field(default_factory=list)  # "<source>: <error>" (this run)
 
 
 class _Calls:
@@ -579,6 +587,8 @@ class Runner:
         self.concurrency = max(1, concurrency)
         self.restart = restart
         self.calls = _Calls()
+        self._shape: tuple[int, int] | None = None
+        self._failed: list[str] = []
 
     # -- the work of one unit --------------------------------------------------------------
     def _invert(self, c: int, item: Item) -> list[Record]:
@@ -586,6 +596,12 @@ class Runner:
 
         o = self.job.options
         source = item.path.read_bytes()
+        entry = {
+            "index": item.index,
+            "id": item.id,
+            "source": item.path.name,
+            "source_sha256": sha256(source),
+        }
 
         def attempt():
             stream = self.client.invert_stream(
@@ -603,7 +619,17 @@ class Runner:
                         return message.result
             raise GatewayError(f"{item.path.name}: the Invert stream ended without a result")
 
-        r = _retrying(self.calls, attempt)
+        try:
+            r = _retrying(self.calls, attempt)
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                raise  # the gateway's or the job's problem: stop (resumable)
+            # this input's problem (not an image, too large, ...): recorded as failed, with
+            # a zero latent, and the job goes on; rerunning gives the same, so it is final
+            entry |= {"files": {}, "error": f"{err.code().name}: {err.details()}"}
+            record = Record(entry, np.zeros(self._latent_shape(), np.float32))
+            self.output.commit(c, record)
+            return [record]
         ws = tensor_to_array(r.ws)
         files = {}
         name = f"{item.id}.png"
@@ -616,11 +642,7 @@ class Runner:
             name = f"{item.id}.{e.suffix}.png"
             files[name] = self.output.write_image(name, image_bytes(edited.image))
         q = r.quality
-        entry = {
-            "index": item.index,
-            "id": item.id,
-            "source": item.path.name,
-            "source_sha256": sha256(source),
+        entry |= {
             "files": files,
             "steps": r.steps,
             "early_stopped": r.early_stopped,
@@ -757,10 +779,19 @@ class Runner:
             raise Interrupted(done, total) from None
         if error is not None:
             raise error
-        return Summary(total=total, before=before, done=done, chunks=len(chunks))
+        return Summary(
+            total=total, before=before, done=done, chunks=len(chunks), failed=self._failed
+        )
 
     def _invert_unit(self, c: int, items: list[Item]) -> list[Record]:
         return self._invert(c, items[0])
+
+    def _latent_shape(self) -> tuple[int, int]:
+        """[num_ws, w_dim] of the job's model (the zero latent of a failed item)."""
+        if self._shape is None:
+            info = _retrying(self.calls, lambda: self.client.model_info(self.job.options["model"]))
+            self._shape = (int(info.num_ws), int(info.w_dim))
+        return self._shape
 
     def _collect(self, f: concurrent.futures.Future, c: int, staged) -> int:
         """Take a unit's records (its exception if it failed); complete its chunk when
@@ -771,6 +802,8 @@ class Runner:
             return 0
         for r in records:
             staged[c][r.entry["id"]] = r
+            if "error" in r.entry:
+                self._failed.append(f"{r.entry['source']}: {r.entry['error']}")
         if len(staged[c]) == len(self.job.chunk(c)):
             self.output.finish(c, staged[c])
         return len(records)

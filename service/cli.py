@@ -677,6 +677,12 @@ def _run_bulk(c, job, shard, out: Path, concurrency: int, restart: bool) -> None
     else:
         resumed = f" ({summary.before} done before)" if summary.before else ""
         click.echo(f"wrote {summary.total} {noun}{where} to {out}{resumed}")
+    if summary.failed:  # bad inputs: recorded in the manifests, the rest of the job done
+        click.echo(
+            f"warning: {len(summary.failed)} item(s) failed and were recorded as such in "
+            f"{out}/{bulk.MANIFEST_DIR}/ (first: {summary.failed[0]})",
+            err=True,
+        )
 
 
 @click.command()

@@ -331,3 +331,36 @@ def test_gateway_refusals_are_one_line(gateway, faces, reference, tmp_path):
         f"error: {other} holds another job (differs in: options); use another --out, "
         "or --restart to redo this shard's items with the new options"
     )
+
+
+def test_a_bad_image_is_recorded_as_failed_and_the_job_goes_on(gateway, tmp_path):
+    """One file that is no image among good ones: the job finishes, the bad one is in its
+    chunk's manifest with the gateway's message and ok False in the latents, a warning names
+    it, and a rerun has nothing left to do."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+            folder / f"face{i}.png"
+        )
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n but not really")
+    out = tmp_path / "out"
+    args = [
+        "batch", "--server", gateway.address, "--images", str(folder), "--out", str(out),
+        "--steps", "2", "--chunk-size", "8",
+    ]  # fmt: skip
+    run = _run(args)
+    assert run.returncode == 0, run.stderr
+    warning = run.stderr.splitlines()[-1]
+    assert warning.startswith("warning: 1 item(s) failed") and "broken.png" in warning
+    manifest = json.loads((out / "manifest" / "chunk-00000.json").read_text())
+    by_id = {e["id"]: e for e in manifest["items"]}
+    assert by_id["broken"]["error"].startswith("INVALID_ARGUMENT") and not by_id["broken"]["files"]
+    assert all((out / f"face{i}.png").is_file() for i in range(3))
+    with np.load(out / "latents" / "chunk-00000.npz") as z:
+        ok = dict(zip(z["ids"].tolist(), z["ok"].tolist()))
+        assert not z["ws"][z["ids"].tolist().index("broken")].any()
+    assert ok == {"broken": False, "face0": True, "face1": True, "face2": True}
+    again = _run(args)
+    assert again.returncode == 0 and "already done" in again.stdout
