@@ -7,11 +7,18 @@ that InterFaceGAN/SeFa/GANSpace can find, and lets tests check edits with a clas
 
 Two styles of the same face: ``photo`` (soft shading, gradients) and ``woodblock``
 (flat ink palette, thick outlines, paper grain), the transfer domain for layer swapping.
+
+Beyond the labelled attributes every face varies in what a model must not overfit to, so that
+the models generalize to faces drawn by other hands (docs/design.md, "Renderer variation"):
+head position and size, face proportions, eye spacing, height and size, mouth height, line
+widths, jittered colours, and, in the photo style, a lighting ramp, mild blur, sensor noise
+and JPEG artefacts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -90,6 +97,20 @@ class FaceParams:
     brow_tilt: float
     mouth_width: float
     grain_seed: int
+    # proportions and drawing (unlabelled variation)
+    aspect: float = 1.0  # face height / width, relative
+    eye_spacing: float = 1.0  # relative distance between the eyes
+    eye_height: float = 0.0  # eye line offset in pixels (at 64px)
+    eye_size: float = 1.0
+    mouth_height: float = 0.0  # mouth offset in pixels
+    line: float = 1.0  # line width factor (brows, nose, mouth, frames, outlines)
+    palette_seed: int = -1  # colour jitter of every fill; -1: the base palette
+    # photo style only: a lighting ramp and capture artefacts
+    light_angle: float = 0.0  # radians: direction the light comes from
+    light: float = 0.0  # ramp strength: brightness varies by +-light across the image
+    blur: float = 0.0  # Gaussian radius in 64px pixels
+    noise: float = 0.0  # sensor noise std, in 0..255 units
+    jpeg: int = 0  # JPEG quality, 0: not compressed
 
     def labels(self) -> np.ndarray:
         """Binary labels in ATTRIBUTES order, float32 [len(ATTRIBUTES)]."""
@@ -116,16 +137,72 @@ def sample_params(rng: np.random.Generator) -> FaceParams:
         long_hair=bool(rng.random() < 0.5),
         beard=bool(rng.random() < 0.25),
         yaw=float(rng.uniform(-1.0, 1.0)),
-        dx=float(rng.uniform(-3.0, 3.0)),
-        dy=float(rng.uniform(-2.5, 2.5)),
-        scale=float(rng.uniform(0.9, 1.08)),
+        dx=float(rng.uniform(-5.0, 5.0)),
+        dy=float(rng.uniform(-4.0, 4.0)),
+        scale=float(rng.uniform(0.84, 1.14)),
         background=int(rng.integers(len(_BACKGROUNDS))),
         iris=int(rng.integers(len(_IRIS))),
         frame=int(rng.integers(len(_FRAMES))),
         brow_tilt=float(rng.uniform(-0.6, 0.6)),
         mouth_width=float(rng.uniform(0.8, 1.2)),
         grain_seed=int(rng.integers(2**31)),
+        aspect=float(rng.uniform(0.88, 1.14)),
+        eye_spacing=float(rng.uniform(0.82, 1.22)),
+        eye_height=float(rng.uniform(-1.8, 1.8)),
+        eye_size=float(rng.uniform(0.8, 1.25)),
+        mouth_height=float(rng.uniform(-1.5, 2.0)),
+        line=float(rng.uniform(0.6, 1.8)),
+        palette_seed=int(rng.integers(2**31)),
+        light_angle=float(rng.uniform(0, 2 * np.pi)),
+        light=float(rng.uniform(0.0, 0.22)),
+        blur=float(rng.uniform(0.1, 0.6)) if rng.random() < 0.35 else 0.0,
+        noise=float(rng.uniform(1.0, 6.0)) if rng.random() < 0.35 else 0.0,
+        jpeg=int(rng.integers(35, 91)) if rng.random() < 0.35 else 0,
     )
+
+
+# A face with every unlabelled variation at its neutral value (tests and figures that need
+# features at known places): ``dataclasses.replace(params, **NEUTRAL)``.
+NEUTRAL: dict[str, float | int] = {
+    "yaw": 0.0,
+    "dx": 0.0,
+    "dy": 0.0,
+    "scale": 1.0,
+    "aspect": 1.0,
+    "eye_spacing": 1.0,
+    "eye_height": 0.0,
+    "eye_size": 1.0,
+    "mouth_height": 0.0,
+    "line": 1.0,
+    "palette_seed": -1,
+    "light": 0.0,
+    "blur": 0.0,
+    "noise": 0.0,
+    "jpeg": 0,
+}
+
+
+class _Palette:
+    """Every fill colour of one face, jittered by ``palette_seed`` in ways that keep the
+    labels true: skin keeps its tone class, hair its colour, backgrounds stay backgrounds."""
+
+    def __init__(self, p: FaceParams):
+        rng = np.random.default_rng(p.palette_seed) if p.palette_seed >= 0 else None
+
+        def jitter(color, gain: float, shift: float):
+            if rng is None:
+                return tuple(color)
+            k = rng.uniform(1 - gain, 1 + gain)
+            d = rng.uniform(-shift, shift, size=3)
+            return tuple(int(np.clip(c * k + e, 0, 255)) for c, e in zip(color, d))
+
+        self.background = jitter(_BACKGROUNDS[p.background], 0.2, 25)
+        self.shirt = jitter(_BACKGROUNDS[(p.background + 3) % len(_BACKGROUNDS)], 0.2, 30)
+        self.skin = jitter(_SKIN[p.skin], 0.07, 8)
+        self.hair = jitter(_HAIR[p.hair], 0.12, 10)
+        self.iris = jitter(_IRIS[p.iris], 0.2, 20)
+        self.frame = jitter(_FRAMES[p.frame], 0.2, 25)
+        self.lips = jitter(_LIPS, 0.12, 15)
 
 
 def _ink(color: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -148,10 +225,12 @@ def render(p: FaceParams, *, style: str = "photo", size: int = 64) -> np.ndarray
     def col(c):
         return _ink(c) if wood else c
 
+    pal = _Palette(p)
+    lw = p.line  # line width factor
     outline = _OUTLINE if wood else None
-    ow = max(1, round(1.6 * s)) if wood else 0
+    ow = max(1, round(1.6 * lw * s)) if wood else 0
 
-    bg = col(_BACKGROUNDS[p.background])
+    bg = col(pal.background)
     img = Image.new("RGB", (n, n), bg)
     d = ImageDraw.Draw(img)
     if not wood:  # soft vertical gradient on the photo background
@@ -164,15 +243,15 @@ def render(p: FaceParams, *, style: str = "photo", size: int = 64) -> np.ndarray
 
     cx = (32 + p.dx) * s
     cy = (34 + p.dy) * s
-    hw = 14.5 * p.scale * (1 - 0.12 * abs(p.yaw)) * s  # face half-width narrows with yaw
-    hh = 18.0 * p.scale * s
+    hw = 14.5 * p.scale * (1 - 0.12 * abs(p.yaw)) / p.aspect**0.5 * s  # narrows with yaw
+    hh = 18.0 * p.scale * p.aspect**0.5 * s
     shift = p.yaw * 5.0 * s  # features move towards the turned side
 
     def box(x0, y0, x1, y1):
         return [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
 
-    hair = col(_HAIR[p.hair])
-    skin = col(_SKIN[p.skin])
+    hair = col(pal.hair)
+    skin = col(pal.skin)
 
     # Hair behind the head (long hair falls to the shoulders).
     if p.long_hair:
@@ -190,7 +269,7 @@ def render(p: FaceParams, *, style: str = "photo", size: int = 64) -> np.ndarray
         outline=outline,
         width=ow,
     )
-    shirt = col(_BACKGROUNDS[(p.background + 3) % len(_BACKGROUNDS)])
+    shirt = col(pal.shirt)
     d.ellipse(
         box(cx - 22 * s, cy + hh + 2 * s, cx + 22 * s, cy + hh + 30 * s),
         fill=shirt,
@@ -236,54 +315,54 @@ def render(p: FaceParams, *, style: str = "photo", size: int = 64) -> np.ndarray
     )
 
     # Eyes.
-    ey = cy - 2.5 * s
-    eye_dx = 6.0 * s
+    ey = cy + (p.eye_height - 2.5) * s
+    eye_dx = 6.0 * p.eye_spacing * s
+    es = p.eye_size
     for side in (-1, 1):
         ex = cx + shift + side * eye_dx
         if p.eyes_open:
             d.ellipse(
-                box(ex - 3.2 * s, ey - 2.2 * s, ex + 3.2 * s, ey + 2.2 * s),
+                box(ex - 3.2 * es * s, ey - 2.2 * es * s, ex + 3.2 * es * s, ey + 2.2 * es * s),
                 fill=(250, 250, 250),
                 outline=outline or (60, 40, 40),
-                width=max(1, ow),
+                width=max(1, ow, round(lw)),
             )
             ix = ex + p.yaw * 1.0 * s
-            d.ellipse(
-                box(ix - 1.6 * s, ey - 1.6 * s, ix + 1.6 * s, ey + 1.6 * s), fill=col(_IRIS[p.iris])
-            )
-            d.ellipse(
-                box(ix - 0.7 * s, ey - 0.7 * s, ix + 0.7 * s, ey + 0.7 * s), fill=(10, 10, 10)
-            )
+            r = 1.6 * es * s
+            d.ellipse(box(ix - r, ey - r, ix + r, ey + r), fill=col(pal.iris))
+            r = 0.7 * es * s
+            d.ellipse(box(ix - r, ey - r, ix + r, ey + r), fill=(10, 10, 10))
         else:
             d.arc(
-                box(ex - 3.2 * s, ey - 2.5 * s, ex + 3.2 * s, ey + 1.5 * s),
+                box(ex - 3.2 * es * s, ey - 2.5 * es * s, ex + 3.2 * es * s, ey + 1.5 * es * s),
                 20,
                 160,
                 fill=(40, 25, 25),
-                width=max(1, int(1.1 * s)),
+                width=max(1, int(1.1 * lw * s)),
             )
         # Brow.
-        by = ey - 4.5 * s
+        by = ey - (2.3 + 2.2 * es) * s
         tilt = p.brow_tilt * side * 1.5 * s
         d.line(
             [ex - 3.5 * s, by + tilt, ex + 3.5 * s, by - tilt],
             fill=_shade(hair, 0.8),
-            width=max(1, int(1.3 * s)),
+            width=max(1, int(1.3 * lw * s)),
         )
     # Glasses.
     if p.eyeglasses:
-        fc = col(_FRAMES[p.frame])
-        fw = max(2, int(1.1 * s)) + (ow // 2)
+        fc = col(pal.frame)
+        fw = max(2, int(1.1 * lw * s)) + (ow // 2)
+        gx, gy = (1.4 + 3.2 * es) * s, (1.4 + 2.2 * es) * s  # lens half-size around the eye
         for side in (-1, 1):
             ex = cx + shift + side * eye_dx
             d.rounded_rectangle(
-                box(ex - 4.6 * s, ey - 3.6 * s, ex + 4.6 * s, ey + 3.6 * s),
+                box(ex - gx, ey - gy, ex + gx, ey + gy),
                 radius=int(2 * s),
                 outline=fc,
                 width=fw,
             )
         d.line(
-            [cx + shift - 1.4 * s, ey - 0.5 * s, cx + shift + 1.4 * s, ey - 0.5 * s],
+            [cx + shift - eye_dx + gx, ey - 0.5 * s, cx + shift + eye_dx - gx, ey - 0.5 * s],
             fill=fc,
             width=fw,
         )
@@ -292,10 +371,10 @@ def render(p: FaceParams, *, style: str = "photo", size: int = 64) -> np.ndarray
     d.line(
         [nx, cy + 0.5 * s, nx + 1.8 * s * (1 if p.yaw >= 0 else -1), cy + 5 * s, nx, cy + 5.5 * s],
         fill=_shade(skin, 0.7),
-        width=max(1, int(1.0 * s)),
+        width=max(1, int(1.0 * lw * s)),
     )
     # Mouth.
-    my = cy + 9.5 * s
+    my = cy + (9.5 + p.mouth_height) * s
     mw = 5.5 * p.mouth_width * s
     mx = cx + shift
     if p.smile:
@@ -303,7 +382,7 @@ def render(p: FaceParams, *, style: str = "photo", size: int = 64) -> np.ndarray
             box(mx - mw, my - 3.0 * s, mx + mw, my + 4.0 * s),
             0,
             180,
-            fill=col(_LIPS),
+            fill=col(pal.lips),
             outline=outline or (120, 40, 50),
             width=max(1, ow),
         )
@@ -316,16 +395,34 @@ def render(p: FaceParams, *, style: str = "photo", size: int = 64) -> np.ndarray
     else:
         d.line(
             [mx - mw * 0.8, my + 0.5 * s, mx + mw * 0.8, my + 0.5 * s],
-            fill=col(_LIPS),
-            width=max(2, int(1.4 * s)),
+            fill=col(pal.lips),
+            width=max(2, int(1.4 * lw * s)),
         )
 
     if not wood:
-        img = img.filter(ImageFilter.GaussianBlur(radius=0.4 * s))
+        img = img.filter(ImageFilter.GaussianBlur(radius=(0.4 + p.blur) * s))
     img = img.resize((size, size), Image.BOX)
     out = np.asarray(img, dtype=np.uint8)
     if wood:
-        out = _paper_grain(out, p.grain_seed)
+        return _paper_grain(out, p.grain_seed)
+    return _capture(out, p)
+
+
+def _capture(img: np.ndarray, p: FaceParams) -> np.ndarray:
+    """The photo style's lighting ramp, sensor noise and JPEG artefacts."""
+    if p.light == 0 and p.noise == 0 and p.jpeg == 0:
+        return img
+    h, w, _ = img.shape
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    t = (x / (w - 1) - 0.5) * np.cos(p.light_angle) + (y / (h - 1) - 0.5) * np.sin(p.light_angle)
+    out = img.astype(np.float32) * (1.0 + 2.0 * p.light * t)[..., None]
+    if p.noise:
+        out += np.random.default_rng(p.grain_seed).normal(0.0, p.noise, size=out.shape)
+    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    if p.jpeg:
+        buf = io.BytesIO()
+        Image.fromarray(out).save(buf, format="JPEG", quality=p.jpeg)
+        out = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"), dtype=np.uint8)
     return out
 
 

@@ -36,9 +36,7 @@ def _changed_region(params, **change):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_labels_match_what_is_drawn(seed):
     """Toggling one attribute changes pixels only where that feature is drawn."""
-    p = dataclasses.replace(
-        data.sample_params(np.random.default_rng(seed)), yaw=0.0, dx=0.0, dy=0.0, scale=1.0
-    )
+    p = dataclasses.replace(data.sample_params(np.random.default_rng(seed)), **data.NEUTRAL)
     # face centre at (32, 34): eyes around row 31, mouth around row 43
     y0, y1, _, _ = _changed_region(p, smile=not p.smile)
     assert y0 >= 36 and y1 <= 50, "smile must only change the mouth"
@@ -59,9 +57,7 @@ def test_labels_match_what_is_drawn(seed):
 
 
 def test_hair_and_skin_colours_are_drawn():
-    p = dataclasses.replace(
-        data.sample_params(np.random.default_rng(5)), yaw=0.0, dx=0.0, dy=0.0, scale=1.0
-    )
+    p = dataclasses.replace(data.sample_params(np.random.default_rng(5)), **data.NEUTRAL)
     blond = data.render(dataclasses.replace(p, hair=2)).astype(int)
     black = data.render(dataclasses.replace(p, hair=0)).astype(int)
     top = (slice(14, 20), slice(26, 38))  # the fringe
@@ -91,3 +87,40 @@ def test_heldout_seeds_never_drawn_in_training():
     assert x.shape == (8, 3, 64, 64) and x.dtype == np.float32
     assert -1.0 <= x.min() and x.max() <= 1.0
     assert data.heldout_seeds(3)[0] >= data.HELDOUT_SEED_BASE
+
+
+def test_unlabelled_variation_moves_features_but_keeps_the_labels():
+    """Proportions, lines, colours, lighting and capture artefacts vary without changing what
+    the labels say; each can be turned off (NEUTRAL) for figures that need known places."""
+    p = dataclasses.replace(data.sample_params(np.random.default_rng(7)), **data.NEUTRAL)
+    p = dataclasses.replace(p, eyes_open=True, eyeglasses=False)
+    neutral = data.render(p)
+
+    def moved(**change) -> float:
+        return float(np.abs(data.render(dataclasses.replace(p, **change)) - neutral * 1.0).mean())
+
+    for change in (
+        {"eye_spacing": 1.2},
+        {"eye_height": 1.8},
+        {"mouth_height": 2.0},
+        {"aspect": 1.12},
+        {"line": 1.8},
+        {"palette_seed": 3},
+        {"light": 0.2, "light_angle": 1.0},
+        {"noise": 5.0},
+        {"jpeg": 40},
+        {"blur": 0.6},
+    ):
+        assert moved(**change) > 0.2, change
+    # the eyes follow eye_height: the changed rows move down with them
+    y_low = _changed_region(p, eye_height=1.8, eyes_open=False)[1]
+    y_high = _changed_region(p, eye_height=-1.8, eyes_open=False)[1]
+    assert y_low > y_high
+    # colour jitter keeps hair and skin in their labelled classes over many faces
+    faces = [data.sample_params(np.random.default_rng(s)) for s in range(300)]
+    blond = [np.mean(data._Palette(f).hair) for f in faces if f.hair == 2]
+    others = [np.mean(data._Palette(f).hair) for f in faces if f.hair != 2]
+    assert min(blond) > max(others)
+    dark = [np.mean(data._Palette(f).skin) for f in faces if f.skin >= 2]
+    light = [np.mean(data._Palette(f).skin) for f in faces if f.skin < 2]
+    assert min(light) > max(dark)

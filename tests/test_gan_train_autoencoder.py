@@ -40,3 +40,28 @@ def test_autoencoder_resumes_and_learns_to_reconstruct(tmp_path):
     x = torch.randn(3, 3, 16, 16)
     want = trained(x).mean(1, keepdim=True).expand(-1, trained.num_ws, -1)
     assert torch.allclose(shipped(x), want, atol=1e-5)
+
+
+def test_autoencoder_continues_a_shipped_base_widened_with_an_adversarial_term(tmp_path):
+    """``--init`` starts from the checkpoint's networks (the widened G draws what G drew) and
+    ``--adv-weight`` trains D against the reconstructions."""
+    from stylegate.gan import checkpoint as ckpt
+    from stylegate.gan.train.trainer import ConfigError
+    from tests.support.gan_train import tiny_base
+
+    base = tiny_base(tmp_path / "base.pt", encoder=True)
+    cls = tiny_classifier(tmp_path / "cls.pt")
+    kw = {"classifier": cls, "batch": 4, "latent_batch": 8, "buffer_size": 16, "init": base}
+    cfg = AutoencoderConfig(kimg=0.008, widen="16:24", adv_weight=0.1, adv_every=1, **kw)
+    fit(tmp_path / "run", Autoencoder, cfg)
+    s = state(tmp_path / "run")
+    assert s["G_config"]["channels"][16] == 24 and s["it"] == 2
+    before = ckpt.load(base)["D"]["state_dict"]
+    assert any(not torch.allclose(t, before[k].float()) for k, t in s["D"].items())
+    for bad, message in (("16:x", "RESOLUTION:CHANNELS"), ("16:8", "only grow")):
+        try:
+            Autoencoder(AutoencoderConfig(widen=bad, **kw), device=torch.device("cpu"))
+        except ConfigError as err:
+            assert message in str(err)
+        else:
+            raise AssertionError(f"--widen {bad} must be refused")

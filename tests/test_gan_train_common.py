@@ -19,3 +19,24 @@ def test_real_batches_are_drawn_from_seed_and_iteration():
     b, _, _ = common.real_batch(3, 7, 2, size=16)
     c, _, _ = common.real_batch(3, 8, 2, size=16)
     assert a.shape == (2, 3, 16, 16) and torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_widen_generator_draws_the_same_images_and_trains_the_new_channels():
+    torch.manual_seed(0)
+    G = N.Generator(z_dim=16, w_dim=16, resolution=16, channels={4: 16, 8: 8, 16: 4})
+    wide = common.widen_generator(G, {8: 12, 16: 8})
+    assert wide.config["channels"] == {4: 16, 8: 12, 16: 8}
+    z = torch.randn(4, 16)
+    with torch.no_grad():
+        assert torch.allclose(wide(z), G(z), atol=1e-5)
+    # the weights from the new channels start at zero but have a gradient
+    wide(z).square().mean().backward()
+    conv = wide.synthesis.blocks[-1].conv1.conv.weight  # 16px: 8 inputs, 4 of them new
+    assert torch.count_nonzero(conv.detach()[:, 4:]) == 0
+    assert conv.grad[:, 4:].abs().sum() > 0
+    try:
+        common.widen_generator(G, {16: 2})
+    except ValueError as err:
+        assert "only grow" in str(err)
+    else:
+        raise AssertionError("narrowing must be refused")

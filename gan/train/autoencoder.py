@@ -15,9 +15,16 @@ import torch.nn.functional as F
 from stylegate.gan import checkpoint as ckpt
 from stylegate.gan import data
 from stylegate.gan import networks as N
-from stylegate.gan.train.common import D_CHANNELS, psnr_db, real_batch, recenter_encoder
+from stylegate.gan.train.common import (
+    D_CHANNELS,
+    psnr_db,
+    r1_penalty,
+    real_batch,
+    recenter_encoder,
+    widen_generator,
+)
 from stylegate.gan.train.gan import pack_generator
-from stylegate.gan.train.trainer import EMA, Help, Recipe, Schedule
+from stylegate.gan.train.trainer import EMA, ConfigError, Help, Recipe, Schedule
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -43,6 +50,30 @@ class AutoencoderConfig:
         int, Help("ring buffer of recent encoded codes (the latent 'reals')")
     ] = 4096
     ema_kimg: float = 2.0
+    init: Annotated[
+        Path | None, Help("continue from this checkpoint's G_ema, encoder and D (a new renderer)")
+    ] = None
+    widen: Annotated[
+        str, Help("with --init: more channels per resolution, e.g. '32:64,64:32' (same images)")
+    ] = ""
+    adv_weight: Annotated[
+        float, Help("adversarial term on the reconstructions (sharpness); 0: none")
+    ] = 0.0
+    adv_every: Annotated[int, Help("adversarial term and D update every this many iterations")] = 2
+    d_lr: float = 1e-3
+    r1_gamma: float = 1.0
+    r1_every: Annotated[int, Help("R1 every this many D updates")] = 8
+
+
+def parse_widths(text: str) -> dict[int, int]:
+    """'32:64,64:32' -> {32: 64, 64: 32} (a ConfigError names the bad part)."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        res, _, ch = part.partition(":")
+        if not (res.isdigit() and ch.isdigit()):
+            raise ConfigError(f"--widen: {part!r} is not RESOLUTION:CHANNELS")
+        out[int(res)] = int(ch)
+    return out
 
 
 def collapse_encoder_to_w(E: torch.nn.Module) -> None:
@@ -87,9 +118,22 @@ class Autoencoder(Recipe):
         super().__init__(cfg, device=device)
         torch.manual_seed(cfg.seed)
         res = cfg.resolution
-        G = N.Generator(resolution=res)
-        D = N.Discriminator(resolution=res, channels=D_CHANNELS)  # untrained: for `gan --init`
-        E = N.Encoder(num_ws=G.num_ws, w_dim=G.w_dim, resolution=res)
+        if cfg.init is not None:  # the same networks, trained on; G maybe widened
+            src = ckpt.load(cfg.init)
+            G = ckpt.generator_from(src["G_ema"])
+            try:
+                G = widen_generator(G, parse_widths(cfg.widen))
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+            G = G.train().requires_grad_(True)
+            D = ckpt.discriminator_from(src["D"])
+            E = ckpt.encoder_from(src["encoder"]).train().requires_grad_(True)
+        else:
+            if cfg.widen:
+                raise ConfigError("--widen needs --init (a trained generator to widen)")
+            G = N.Generator(resolution=res)
+            D = N.Discriminator(resolution=res, channels=D_CHANNELS)  # for `gan --init`
+            E = N.Encoder(num_ws=G.num_ws, w_dim=G.w_dim, resolution=res)
         LD = LatentDiscriminator(G.w_dim)
         probe = torch.nn.Linear(G.w_dim, len(data.ATTRIBUTES) + len(data.REGRESSIONS))
         self.C = ckpt.load_classifier(cfg.classifier).to(device)
@@ -104,6 +148,7 @@ class Autoencoder(Recipe):
             G.mapping.parameters(), lr=cfg.mapping_lr, betas=(0.5, 0.99)
         )
         self.opt_ld = torch.optim.Adam(LD.parameters(), lr=cfg.latent_d_lr, betas=(0.5, 0.99))
+        self.opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr, betas=(0.0, 0.99))
         self.buffer = torch.zeros(cfg.buffer_size, G.w_dim, device=device)
         self.filled = 0
         self.resumable = {
@@ -116,6 +161,8 @@ class Autoencoder(Recipe):
             "opt_map": self.opt_map,
             "opt_ld": self.opt_ld,
         }
+        if cfg.adv_weight > 0:  # D trains only then (a run's recipe keeps its config)
+            self.resumable |= {"D": D, "opt_d": self.opt_d}
         self.schedules = [
             Schedule(self.opt_ae, cfg.lr, decay_to=0.05),
             Schedule(self.opt_map, cfg.mapping_lr),
@@ -152,7 +199,7 @@ class Autoencoder(Recipe):
     def step(self, it: int, gen: torch.Generator) -> dict[str, float]:
         cfg, G, E, LD = self.cfg, self.G, self.E, self.LD
         real, labels, yaw = real_batch(
-            cfg.seed, it, cfg.batch, size=cfg.resolution, device=self.device
+            cfg.seed, it, cfg.batch, size=G.resolution, device=self.device
         )
         w = E(real).mean(1)
         # the non-fused form is also the faster one for a backward pass on CPU
@@ -167,9 +214,15 @@ class Autoencoder(Recipe):
             out[:, nb], yaw
         )
         loss = loss_pix + cfg.w_feat * loss_feat + cfg.w_attr * loss_attr
+        adversarial = cfg.adv_weight > 0 and it % cfg.adv_every == 0
+        if adversarial:
+            self.D.requires_grad_(False)
+            loss = loss + cfg.adv_weight * cfg.adv_every * F.softplus(-self.D(rec)).mean()
         self.opt_ae.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_ae.step()
+        if adversarial:
+            self._train_d(it, real, rec.detach())
 
         idx = (
             torch.arange(self.filled, self.filled + cfg.batch, device=self.device) % cfg.buffer_size
@@ -206,6 +259,17 @@ class Autoencoder(Recipe):
             "ld": loss_ld.item(),
             "psnr": psnr_db(loss_pix.item()),
         }
+
+    def _train_d(self, it: int, real: torch.Tensor, rec: torch.Tensor) -> None:
+        """One step of D: real renders against reconstructions, lazy R1."""
+        cfg, D = self.cfg, self.D
+        D.requires_grad_(True)
+        loss_d = F.softplus(D(rec)).mean() + F.softplus(-D(real)).mean()
+        if it % (cfg.adv_every * cfg.r1_every) == 0:
+            loss_d = loss_d + r1_penalty(D, real) * (cfg.r1_gamma / 2) * cfg.r1_every
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
 
     def preview(self) -> torch.Tensor:
         G = self.G_ema

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Annotated, Any
 
 import torch
@@ -24,6 +25,9 @@ class ClassifierConfig:
     width: int = 16
     # yaw is easy and large-valued: down-weighted so the small features (eyes, mouth) get learned
     yaw_weight: float = 0.1
+    init: Annotated[
+        Path | None, Help("fine-tune this checkpoint's classifier (e.g. on a changed renderer)")
+    ] = None
 
 
 class Classifier(Recipe):
@@ -35,9 +39,15 @@ class Classifier(Recipe):
     def __init__(self, cfg: ClassifierConfig, *, device: torch.device):
         super().__init__(cfg, device=device)
         torch.manual_seed(cfg.seed)
-        self.C = N.AttributeClassifier(
-            num_binary=len(data.ATTRIBUTES), num_regression=len(data.REGRESSIONS), width=cfg.width
-        ).to(device)
+        if cfg.init is not None:
+            C = ckpt.load_classifier(cfg.init).train().requires_grad_(True)
+        else:
+            C = N.AttributeClassifier(
+                num_binary=len(data.ATTRIBUTES),
+                num_regression=len(data.REGRESSIONS),
+                width=cfg.width,
+            )
+        self.C = C.to(device)
         self.opt = torch.optim.Adam(self.C.parameters(), lr=cfg.lr)
         self.resumable = {"C": self.C, "opt": self.opt}
         self.schedules = [Schedule(self.opt, cfg.lr, decay_to=0.0)]

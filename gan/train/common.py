@@ -1,4 +1,5 @@
-"""What several recipes share: the training data, the R1 penalty, PSNR, encoder re-centring."""
+"""What several recipes share: the training data, the R1 penalty, PSNR, encoder re-centring,
+widening a trained generator."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import torch
 
 from stylegate.gan import data
+from stylegate.gan import networks as N
 
 # The discriminator mirrors the generator's widths: a first run with 32 channels at 64px
 # let D win from the first thousands of images and G collapsed to one face.
@@ -53,3 +55,29 @@ def recenter_encoder(E: torch.nn.Module, w_avg: torch.Tensor) -> None:
         shift = (E.w_avg - w_avg).repeat(E.num_ws) / E.out.bias_gain
         E.out.bias.add_(shift)
         E.w_avg.copy_(w_avg)
+
+
+@torch.no_grad()
+def widen_generator(G: N.Generator, channels: dict[int, int]) -> N.Generator:
+    """A copy of ``G`` with more channels at some resolutions that draws the same images.
+
+    Every trained tensor is copied into the corner of the wider one; the new channels keep
+    their fresh random weights, and every convolution's weights *from* a new channel are
+    zero, so nothing reaches the image until training moves them (the gradient of those
+    zero weights is not zero: the new channels are already active). Demodulation is
+    unchanged, as zero weights add nothing to a filter's norm; a conv's weight gain falls
+    with its fan-in, so the copied weights are scaled up to match."""
+    for res, ch in channels.items():
+        if res not in G.config["channels"] or ch < G.config["channels"][res]:
+            have = G.config["channels"].get(res)
+            raise ValueError(f"widen {res}:{ch}: {res}px has {have} channels; it can only grow")
+    config = {**G.config, "channels": {**G.config["channels"], **channels}}
+    wide = N.Generator(**config)
+    old = G.state_dict()
+    for name, t in wide.state_dict().items():
+        o = old[name]
+        if t.ndim == 4 and o.shape[1] < t.shape[1]:  # a conv's inputs grew: new inputs unheard
+            t[:, o.shape[1] :] = 0
+            o = o * math.sqrt(t.shape[1] / o.shape[1])
+        t[tuple(slice(0, n) for n in o.shape)] = o
+    return wide
