@@ -223,7 +223,11 @@ def bench_quality(address: str, images: np.ndarray) -> dict:
 
 
 def bench_edits(address: str, images: np.ndarray, *, strength: float = 3.0) -> dict:
-    """Flip rate of each named InterFaceGAN direction and the rate at which others move."""
+    """Flip rate of each named InterFaceGAN direction and the rate at which others move, in
+    three variants: ``default`` (what a request with no options gets: the direction's layer
+    range and condition_on from the export), ``all_layers`` (every layer, unconditioned: the
+    stored vector as is) and ``all_layers_conditional`` (every layer, conditioned on all the
+    other attribute directions)."""
     C = ckpt.load_classifier(ROOT / "checkpoints" / "classifier.pt")
     nb = C.num_binary
 
@@ -234,6 +238,7 @@ def bench_edits(address: str, images: np.ndarray, *, strength: float = 3.0) -> d
 
     out = {}
     with StylegateClient(address, timeout=600) as c:
+        num_ws = c.model_info().num_ws
         dirs = [d for d in c.list_directions() if d.method == "interfacegan"]
         with cf.ThreadPoolExecutor(8) as pool:
             inv = list(pool.map(lambda im: c.invert(png(im), progress_every=1000), images))
@@ -245,13 +250,20 @@ def bench_edits(address: str, images: np.ndarray, *, strength: float = 3.0) -> d
                 continue
             k = data.ATTRIBUTES.index(d.attribute)
             others = [o.name for o in dirs if o.name != d.name and o.attribute in data.ATTRIBUTES]
-            for variant, condition in (("plain", []), ("conditional", others)):
+            variants = {
+                "default": {},
+                "all_layers": {"layer_start": 0, "layer_stop": num_ws, "unconditioned": True},
+                "all_layers_conditional": {
+                    "layer_start": 0,
+                    "layer_stop": num_ws,
+                    "condition_on": others,
+                },
+            }
+            for variant, options in variants.items():
                 edited = []
                 for w, b in zip(ws, before):
                     op = pb.EditOp(
-                        name=d.name,
-                        strength=(-1.0 if b[k] else 1.0) * strength,
-                        condition_on=condition,
+                        name=d.name, strength=(-1.0 if b[k] else 1.0) * strength, **options
                     )
                     edited.append(image_array(c.edit(w, [op]).image))
                 after = classify(edited)
@@ -266,6 +278,9 @@ def bench_edits(address: str, images: np.ndarray, *, strength: float = 3.0) -> d
                     "max_other_moved": max(moved.values()),
                     "others_moved": moved,
                 }
+                if variant == "default":
+                    out[f"{d.name}/{variant}"]["layers"] = [d.layer_start, d.layer_stop]
+                    out[f"{d.name}/{variant}"]["condition_on"] = list(d.condition_on)
     return out
 
 

@@ -65,11 +65,16 @@ def named_edit(
     strength: float,
     *,
     layers: tuple[int | None, int | None] = (None, None),
-    condition_on: Sequence[str] = (),
+    condition_on: Sequence[str] | None = None,
     field: str = "edits",
 ) -> Edit:
-    """An edit along a metadata direction, ``strength`` in standard deviations of W along it."""
+    """An edit along a metadata direction, ``strength`` in standard deviations of W along it.
+    ``layers`` and ``condition_on`` None: the direction's defaults from the export (its
+    layer range and the correlated directions it is conditioned on); ``condition_on=()``
+    edits along the stored vector unconditioned."""
     d = gen.direction(name, field=f"{field}.name")
+    if condition_on is None:
+        condition_on = d.condition_on
     others = [
         gen.direction(o, field=f"{field}.condition_on").vector for o in condition_on if o != name
     ]
@@ -87,10 +92,11 @@ def vector_edit(
     strength: float,
     *,
     layers: tuple[int | None, int | None] = (None, None),
-    condition_on: Sequence[str] = (),
+    condition_on: Sequence[str] | None = None,
     field: str = "edits",
 ) -> Edit:
-    """An edit along a raw W vector (normalized), ``strength`` in W units."""
+    """An edit along a raw W vector (normalized), ``strength`` in W units; a raw vector has
+    no default conditioning (``condition_on`` None is none)."""
     if vector.shape != (gen.w_dim,):
         raise InvalidInput(
             f"vector has shape {list(vector.shape)}, expected [{gen.w_dim}]",
@@ -99,7 +105,7 @@ def vector_edit(
     norm = float(np.linalg.norm(vector))
     if not np.isfinite(norm) or norm == 0:
         raise InvalidInput("vector is zero or has NaN/Inf values", field=f"{field}.vector")
-    others = [gen.direction(o, field=f"{field}.condition_on").vector for o in condition_on]
+    others = [gen.direction(o, field=f"{field}.condition_on").vector for o in condition_on or ()]
     try:
         unit = orthogonalize(vector / norm, others)
     except InvalidInput as exc:

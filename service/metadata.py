@@ -32,6 +32,8 @@ class Direction:
     layers: tuple[int, int]  # default [start, stop) over num_ws
     attribute: str = ""
     stats: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    # directions an edit is conditioned on when the request names none; () in older files
+    condition_on: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +138,15 @@ def _direction(name: str, raw: Mapping[str, Any], w_dim: int, num_ws: int) -> Di
         if k not in ("vector", "std", "layers", "method", "attribute")
         and isinstance(v, (int, float))
     }
+    measured = raw.get("measured") or {}  # the export's edit measurement, figures as stats
+    stats.update(
+        (f"measured_{k}", float(v))
+        for k, v in measured.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    )
+    condition_on = tuple(str(o) for o in raw.get("condition_on") or ())
+    if name in condition_on:
+        raise ValueError(f"direction {name}: condition_on names the direction itself")
     return Direction(
         name=name,
         method=str(raw.get("method", "")),
@@ -144,6 +155,7 @@ def _direction(name: str, raw: Mapping[str, Any], w_dim: int, num_ws: int) -> Di
         layers=(int(layers[0]), int(layers[1])),
         attribute=str(raw.get("attribute") or ""),
         stats=stats,
+        condition_on=condition_on,
     )
 
 
@@ -152,6 +164,13 @@ def _generator(name: str, raw: Mapping[str, Any]) -> GeneratorInfo:
     w_avg = np.asarray(raw["w_avg"], dtype=np.float32)
     if w_avg.shape != (w_dim,):
         raise ValueError(f"w_avg has shape {w_avg.shape}, expected ({w_dim},)")
+    directions = {
+        d: _direction(d, v, w_dim, num_ws) for d, v in (raw.get("directions") or {}).items()
+    }
+    for d in directions.values():
+        unknown = [o for o in d.condition_on if o not in directions]
+        if unknown:
+            raise ValueError(f"direction {d.name}: condition_on names unknown {unknown}")
     return GeneratorInfo(
         name=name,
         description=str(raw.get("description", "")),
@@ -165,9 +184,7 @@ def _generator(name: str, raw: Mapping[str, Any]) -> GeneratorInfo:
         w_avg=w_avg,
         models=dict(raw["models"]),
         attributes=tuple(raw.get("attributes", ())),
-        directions={
-            d: _direction(d, v, w_dim, num_ws) for d, v in (raw.get("directions") or {}).items()
-        },
+        directions=directions,
         c_dim=int(raw.get("c_dim", 0)),
         w_std=float(raw.get("w_std", 0.0)),
     )

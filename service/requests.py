@@ -270,15 +270,22 @@ def _edits(gen: GeneratorInfo, ops: Sequence[pb.EditOp]) -> tuple[editing.Edit, 
             op.layer_start if op.HasField("layer_start") else None,
             op.layer_stop if op.HasField("layer_stop") else None,
         )
+        if op.unconditioned and op.condition_on:
+            raise InvalidInput(
+                "unconditioned skips the default conditioning: leave condition_on empty",
+                field=f"{field}.unconditioned",
+            )
+        # None: the named direction's default condition_on (stylegate.json)
+        condition_on = tuple(op.condition_on) if op.condition_on or op.unconditioned else None
         which = op.WhichOneof("direction")
         if which == "name":
             edit = editing.named_edit(
-                gen, op.name, op.strength, layers=layers, condition_on=op.condition_on, field=field
+                gen, op.name, op.strength, layers=layers, condition_on=condition_on, field=field
             )
         elif which == "vector":
             vec = tensor(op.vector, field=f"{field}.vector")
             edit = editing.vector_edit(
-                gen, vec, op.strength, layers=layers, condition_on=op.condition_on, field=field
+                gen, vec, op.strength, layers=layers, condition_on=condition_on, field=field
             )
         else:
             raise InvalidInput("set a direction name or a vector", field=field)

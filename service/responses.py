@@ -137,6 +137,7 @@ def direction(d: Direction) -> pb.Direction:
         layer_stop=d.layers[1],
         attribute=d.attribute,
         stats=dict(d.stats),
+        condition_on=d.condition_on,
     )
 
 

@@ -276,20 +276,22 @@ class InvertResponse(_message.Message):
     def __init__(self, progress: _Optional[_Union[InvertProgress, _Mapping]] = ..., result: _Optional[_Union[InvertResult, _Mapping]] = ...) -> None: ...
 
 class EditOp(_message.Message):
-    __slots__ = ("name", "vector", "strength", "layer_start", "layer_stop", "condition_on")
+    __slots__ = ("name", "vector", "strength", "layer_start", "layer_stop", "condition_on", "unconditioned")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     STRENGTH_FIELD_NUMBER: _ClassVar[int]
     LAYER_START_FIELD_NUMBER: _ClassVar[int]
     LAYER_STOP_FIELD_NUMBER: _ClassVar[int]
     CONDITION_ON_FIELD_NUMBER: _ClassVar[int]
+    UNCONDITIONED_FIELD_NUMBER: _ClassVar[int]
     name: str
     vector: Tensor
     strength: float
     layer_start: int
     layer_stop: int
     condition_on: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., vector: _Optional[_Union[Tensor, _Mapping]] = ..., strength: _Optional[float] = ..., layer_start: _Optional[int] = ..., layer_stop: _Optional[int] = ..., condition_on: _Optional[_Iterable[str]] = ...) -> None: ...
+    unconditioned: bool
+    def __init__(self, name: _Optional[str] = ..., vector: _Optional[_Union[Tensor, _Mapping]] = ..., strength: _Optional[float] = ..., layer_start: _Optional[int] = ..., layer_stop: _Optional[int] = ..., condition_on: _Optional[_Iterable[str]] = ..., unconditioned: _Optional[bool] = ...) -> None: ...
 
 class EditRequest(_message.Message):
     __slots__ = ("model", "latent", "invert", "edits", "noise_mode", "output", "return_latent", "include_original")
@@ -326,7 +328,7 @@ class EditResponse(_message.Message):
     def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., ws: _Optional[_Union[Tensor, _Mapping]] = ..., original: _Optional[_Union[Image, _Mapping]] = ..., source_ws: _Optional[_Union[Tensor, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class Direction(_message.Message):
-    __slots__ = ("name", "method", "std", "layer_start", "layer_stop", "attribute", "stats")
+    __slots__ = ("name", "method", "std", "layer_start", "layer_stop", "attribute", "stats", "condition_on")
     class StatsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -341,6 +343,7 @@ class Direction(_message.Message):
     LAYER_STOP_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTE_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_ON_FIELD_NUMBER: _ClassVar[int]
     name: str
     method: str
     std: float
@@ -348,7 +351,8 @@ class Direction(_message.Message):
     layer_stop: int
     attribute: str
     stats: _containers.ScalarMap[str, float]
-    def __init__(self, name: _Optional[str] = ..., method: _Optional[str] = ..., std: _Optional[float] = ..., layer_start: _Optional[int] = ..., layer_stop: _Optional[int] = ..., attribute: _Optional[str] = ..., stats: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    condition_on: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., method: _Optional[str] = ..., std: _Optional[float] = ..., layer_start: _Optional[int] = ..., layer_stop: _Optional[int] = ..., attribute: _Optional[str] = ..., stats: _Optional[_Mapping[str, float]] = ..., condition_on: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListDirectionsRequest(_message.Message):
     __slots__ = ("model",)
