@@ -26,7 +26,20 @@ train encoder --run "$RUNS/encoder" --base "$OUT/base.pt" --classifier "$OUT/cla
     --iters "${ENCODER_ITERS:-2000}"
 ship --run "$RUNS/encoder" --out "$OUT/base.pt"
 
-# 4. woodblock transfer model: the base synthesis fine-tuned on paired renders
+# 4. the varied renderer (issue 12): classifier fine-tuned on it, then the base continued
+#    on it as an autoencoder with its 32px and 64px layers widened (the widened network
+#    starts out drawing the same images) and an adversarial term on the reconstructions,
+#    then the encoder again
+train classifier --run "$RUNS/classifier-v2" --init "$OUT/classifier.pt" --iters 3200 --lr 1e-3
+ship --run "$RUNS/classifier-v2" --out "$OUT/classifier.pt"
+train autoencoder --run "$RUNS/ae-v2" --classifier "$OUT/classifier.pt" --init "$OUT/base.pt" \
+    --widen 32:64,64:32 --adv-weight 0.02 --lr 1e-3 --kimg 64
+ship --run "$RUNS/ae-v2" --out "$OUT/base.pt"
+train encoder --run "$RUNS/encoder-v2" --base "$OUT/base.pt" --classifier "$OUT/classifier.pt" \
+    --iters "${ENCODER_ITERS:-1400}" --adv-weight 0.01
+ship --run "$RUNS/encoder-v2" --out "$OUT/base.pt"
+
+# 5. woodblock transfer model: the base synthesis fine-tuned on paired renders
 train transfer --run "$RUNS/transfer" --base "$OUT/base.pt" --classifier "$OUT/classifier.pt" \
     --kimg "${TRANSFER_KIMG:-20}"
 ship --run "$RUNS/transfer" --out "$OUT/transfer.pt"
