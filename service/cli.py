@@ -341,7 +341,12 @@ def invert(
 )
 @click.option("--layers", default=None, help="layer range START:STOP (default: the direction's)")
 @click.option(
-    "--condition-on", multiple=True, help="directions to keep unchanged (conditional edit)"
+    "--condition-on",
+    multiple=True,
+    help="directions to keep unchanged (default: the direction's own, measured at export)",
+)
+@click.option(
+    "--unconditioned", is_flag=True, help="no conditioning, not even the direction's default"
 )
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--steps", type=int, default=None, help="inversion steps when SOURCE is an image")
@@ -353,6 +358,7 @@ def edit(
     strengths: tuple[float, ...],
     layers: str | None,
     condition_on: tuple[str, ...],
+    unconditioned: bool,
     out: Path,
     steps: int | None,
     model: str,
@@ -364,11 +370,15 @@ def edit(
 
     if len(strengths) not in (1, len(directions)):
         raise click.BadParameter("give one --strength or one per --direction")
+    if unconditioned and condition_on:
+        raise click.BadParameter("give --condition-on or --unconditioned, not both")
     strengths = strengths * len(directions) if len(strengths) == 1 else strengths
     span = parse_layers(layers)
     ops = []
     for name, s in zip(directions, strengths):
-        op = pb.EditOp(name=name, strength=s, condition_on=list(condition_on))
+        op = pb.EditOp(
+            name=name, strength=s, condition_on=list(condition_on), unconditioned=unconditioned
+        )
         if span:
             op.layer_start, op.layer_stop = span
         ops.append(op)

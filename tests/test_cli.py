@@ -33,3 +33,16 @@ def test_each_command_has_help():
         )
         assert out.returncode == 0, out.stderr
         assert "Usage:" in out.stdout
+
+
+def test_edit_refuses_a_condition_list_with_unconditioned(tmp_path):
+    out = subprocess.run(
+        [str(STYLEGATE), "edit", "7", "--direction", "smile", "--condition-on", "beard"]
+        + ["--unconditioned", "--out", str(tmp_path / "e"), "--server", "127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 2 and "not both" in out.stderr
+    assert "Traceback" not in out.stderr
