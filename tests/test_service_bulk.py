@@ -94,12 +94,12 @@ def files(root: Path) -> dict[str, bytes]:
     }
 
 
-def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 60) -> None:
+def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 60, every: float = 0.02) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert proc.poll() is None, f"the run ended first: {proc.communicate()}"
         assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+        time.sleep(every)
 
 
 def _committed(out: Path) -> list[Path]:
@@ -188,7 +188,8 @@ def test_killed_midway_restart_gives_exactly_the_uninterrupted_files(
 def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(gateway, faces, reference, tmp_path):
     out = tmp_path / "out"
     proc = _start(_args(gateway, faces, out, "--concurrency", "2"))
-    _wait_for(lambda: len(_committed(out)) >= 2, proc)
+    # stop it early: a full CI run once saw all the items end before the signal landed
+    _wait_for(lambda: len(_committed(out)) >= 1, proc, every=0.005)
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
@@ -198,7 +199,7 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(gateway, faces, reference, t
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("interrupted: ") and "run the same command again to resume" in last
     done = int(last.split()[1])
-    assert 2 <= done < FACES
+    assert 1 <= done < FACES
     resumed = _run(_args(gateway, faces, out))
     assert resumed.returncode == 0, resumed.stderr
     assert f"({done} done before)" in resumed.stdout
