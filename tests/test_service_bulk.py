@@ -76,13 +76,21 @@ def _run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 def _start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*STYLEGATE, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
+    # Ctrl-C is never ignored at a terminal, but a child inherits an ignored SIGINT from its
+    # parent, and the full suite's pytest process ends up ignoring it (seen in CI, culprit not
+    # found), which kept Python from turning SIGINT into KeyboardInterrupt in the job; a
+    # caught signal is reset to its default across exec
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            [*STYLEGATE, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def files(root: Path) -> dict[str, bytes]:
