@@ -30,10 +30,32 @@ def lrelu(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, 0.2) * math.sqrt(2.0)
 
 
+class _Nearest2x(torch.autograd.Function):
+    """Nearest 2x upsampling whose gradient is a 2x2 sum pool (4 x average pool), not the
+    scatter-add autograd derives from the traced index gather: onnxruntime runs that
+    ScatterND(reduction=add) on several threads without ordering the repeated indices, and
+    lost updates made one gradient in ~20 of the exported step wrong by up to 1%
+    (docs/design.md)."""
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=2.0, mode="nearest")
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(grad, 2) * 4.0
+
+
 def upsample_nearest2x(x: torch.Tensor) -> torch.Tensor:
-    """Nearest 2x upsampling. [N,C,H,W] -> [N,C,2H,2W]. Traced, an index gather (and its
-    gradient a scatter-add): as an expand + reshape of the same values it was a 6-D Expand,
-    the slowest op of the inversion step on onnxruntime (docs/design.md)."""
+    """Nearest 2x upsampling. [N,C,H,W] -> [N,C,2H,2W]. Traced, an index gather: as an expand
+    + reshape of the same values it was a 6-D Expand, the slowest op of the inversion step on
+    onnxruntime (docs/design.md). Its gradient is a sum pool (``_Nearest2x``)."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _Nearest2x.apply(x)
     return F.interpolate(x, scale_factor=2.0, mode="nearest")
 
 

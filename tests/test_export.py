@@ -236,6 +236,33 @@ def test_parity_inversion_step(sessions, meta, tiny_models, batch):
         assert _rel_l2(got["grad"][i], want["grad"][i]) <= 1e-3
 
 
+def test_inversion_step_has_no_accumulating_scatter(tiny_repository, meta):
+    """onnxruntime runs ScatterND/ScatterElements with a reduction on several threads
+    without ordering repeated indices (lost updates: a batch-32 step's gradient came out
+    different in about one run in 20 on 2 threads). The step must not contain one; the
+    nearest upsampling's gradient is a sum pool (gan.networks.upsample_nearest2x)."""
+    name = meta["generators"]["base"]["models"]["inversion_step"]
+    graph = onnx.load(str(tiny_repository / name / "1" / "model.onnx")).graph
+    accumulating = [
+        n.name
+        for n in graph.node
+        if n.op_type in ("ScatterND", "ScatterElements")
+        and any(a.name == "reduction" and a.s != b"none" for a in n.attribute)
+    ]
+    assert accumulating == []
+    # and on 2 threads the same inputs give the same gradient, run after run
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    session = ort.InferenceSession(
+        str(tiny_repository / name / "1" / "model.onnx"), opts, providers=["CPUExecutionProvider"]
+    )
+    _, feeds = _inputs("inversion_step", meta["generators"]["base"], 16, seed=3)
+    first = session.run(["grad"], feeds)[0]
+    for _ in range(10):
+        got = session.run(["grad"], feeds)[0]
+        np.testing.assert_allclose(got, first, rtol=0, atol=1e-6 * np.abs(first).max())
+
+
 def test_inversion_step_terms_are_the_documented_objective(tiny_models):
     """The eager reference itself: terms as in signatures.py, gradient = autograd of the sum."""
     G, E, C = tiny_models["base"], tiny_models["encoder"], tiny_models["classifier"]

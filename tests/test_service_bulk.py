@@ -77,9 +77,9 @@ def _run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
 
 def _start(args: list[str]) -> subprocess.Popen:
     # Ctrl-C is never ignored at a terminal, but a child inherits an ignored SIGINT from its
-    # parent, and the full suite's pytest process ends up ignoring it (seen in CI, culprit not
-    # found), which kept Python from turning SIGINT into KeyboardInterrupt in the job; a
-    # caught signal is reset to its default across exec
+    # parent, and a shell without job control starts background commands with SIGINT
+    # ignored: CI runs the suite that way, so the job never turned SIGINT into
+    # KeyboardInterrupt. A caught signal is reset to its default across exec.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return subprocess.Popen(
