@@ -624,6 +624,72 @@ def gemm_peak(n: int, repeats: int, dtype: torch.dtype) -> float | None:
     return 2 * n**3 / best / 1e9
 
 
+CONV_OPS = ("Conv", "FusedConv", "ConvTranspose")
+
+
+def _shapes(args: dict, key: str) -> list[list[int]]:
+    return [next(iter(d.values())) for d in args.get(key, [])]
+
+
+def conv_flops(op: str, args: dict) -> int:
+    """Multiply-add FLOPs (2 each) of one convolution node of an onnxruntime profile, from
+    the shapes it recorded: weights [Cout, Cin/g, kh, kw] (ConvTranspose: [Cin, Cout/g, ...])."""
+    inputs, outputs = _shapes(args, "input_type_shape"), _shapes(args, "output_type_shape")
+    if len(inputs) < 2 or not outputs:
+        return 0
+    w = inputs[1]
+    if op == "ConvTranspose":  # every input element meets Cout/g * kh * kw weights
+        return 2 * math.prod(inputs[0]) * w[1] * w[2] * w[3]
+    return 2 * math.prod(outputs[0]) * w[1] * w[2] * w[3]
+
+
+def profile_step(b: Bench, batch: int, runs: int) -> dict:
+    """Where the step graph's time goes at ``batch``: onnxruntime's profiler over ``runs``
+    runs; kernel time by op type and the convolutions' own FLOP/s (their FLOPs from the
+    shapes each node recorded)."""
+    import tempfile
+
+    repo = load_repository(b.repository)
+    path = repo.model_path(repo.generator().model("inversion_step"))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = THREADS
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    feed = step_inputs(b, batch)
+    with tempfile.TemporaryDirectory() as tmp:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "step")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        for _ in range(runs + 1):  # the first run's kernels include one-off set-up
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    seconds: dict[str, float] = {}
+    conv_work = 0
+    runs_seen = 0
+    for e in events:
+        if e.get("cat") == "Session" and e.get("name") == "model_run":
+            runs_seen += 1
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
+            continue
+        if runs_seen <= 1:  # still in the first run
+            continue
+        op = e["args"]["op_name"]
+        seconds[op] = seconds.get(op, 0.0) + e["dur"] / 1e6
+        if op in CONV_OPS:
+            conv_work += conv_flops(op, e["args"])
+    total = sum(seconds.values())
+    conv_s = sum(seconds.get(op, 0.0) for op in CONV_OPS)
+    return {
+        "batch": batch,
+        "runs": runs,
+        "kernel_seconds_per_run": total / runs,
+        "share_by_op": {op: t / total for op, t in sorted(seconds.items(), key=lambda kv: -kv[1])},
+        "conv_share": conv_s / total,
+        "conv_gflops": conv_work / conv_s / 1e9 if conv_s else 0.0,
+    }
+
+
 def section_flops(b: Bench) -> dict:
     flops = count_step_flops(b)
     if not b.step_timings:  # the step section did not run: time the graph at its batches
@@ -669,7 +735,24 @@ def section_flops(b: Bench) -> dict:
                 target=(">=", 0.5) if batch == best else None,
             )
         )
+    profile = profile_step(b, best, runs=3)
+    top = [f"{op} {100 * share:.0f}%" for op, share in list(profile["share_by_op"].items())[:6]]
+    rows.append(
+        row(
+            "flops",
+            f"step graph's convolution kernels, batch {best}",
+            profile["conv_gflops"],
+            "GFLOP/s",
+            baseline=fp32,
+            baseline_label="fp32 GEMM peak",
+            note=(
+                f"onnxruntime profile: convolutions {100 * profile['conv_share']:.0f}% of the "
+                f"kernel time; by op: {', '.join(top)}"
+            ),
+        )
+    )
     raw = {
+        "profile": profile,
         "step_flops": flops["step"],
         "forward_flops": flops["forward"],
         "flops_by_op": flops["by_op"],

@@ -77,6 +77,10 @@ def test_quick_suite_end_to_end(shipped_repository: Path, tmp_path: Path) -> Non
     flops = sections["flops"]["raw"]
     assert flops["step_flops"] > flops["forward_flops"] > 0
     assert flops["gemm_fp32_gflops"] > 0
+    # the profile saw the convolutions and accounts for all the kernel time
+    profile = flops["profile"]
+    assert 0 < profile["conv_share"] < 1 and profile["conv_gflops"] > 0
+    assert math.isclose(sum(profile["share_by_op"].values()), 1.0, rel_tol=1e-6)
     labels = [r["label"] for r in report["targets"]]
     assert any("sequential" in label for label in labels)
     assert any("peak RSS" in label for label in labels)
