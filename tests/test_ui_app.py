@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from PIL import Image
 from support.gateway_harness import running_gateway
 
 from stylegate.service.metadata import load_repository
+from stylegate.service.signatures import METADATA_FILE
 from stylegate.ui.app import MAX_UPLOAD_BYTES, STATIC, create_app
 from stylegate.ui.gateway import Gateway
 
@@ -217,6 +219,47 @@ def test_unknown_direction_and_unknown_latent_are_readable(gateway):
     assert unknown["field"] == "edits[0].name"
     assert s2 == 404 and "unknown or expired latent" in expired["error"]
     assert s3 == 400 and "not JSON" in not_json["error"]
+
+
+def test_edits_take_the_measured_default_conditioning_unless_unconditioned(
+    tiny_repository, tmp_path
+):
+    """A direction whose export chose a default ``condition_on``: the playground's edit with
+    no attribute ticked gets that conditioning (the same picture as ticking it), and the
+    "measured defaults" box unticked (``unconditioned``) gives the plain edit."""
+    repo = tmp_path / "repository"
+    shutil.copytree(tiny_repository, repo)
+    meta = json.loads((repo / METADATA_FILE).read_text())
+    edited, kept = meta["generators"]["base"]["attributes"][:2]
+    meta["generators"]["base"]["directions"][edited]["condition_on"] = [kept]
+    (repo / METADATA_FILE).write_text(json.dumps(meta))
+
+    async def body(client):
+        seed = await (await client.post("/api/seed", json={"seed": 3})).json()
+
+        async def edit(**extra):
+            op = {"name": edited, "strength": 5, **extra}
+            r = await client.post("/api/edit", json={"latent": seed["latent"], "edits": [op]})
+            return r.status, await r.json()
+
+        return [
+            await edit(),
+            await edit(condition_on=[kept]),
+            await edit(unconditioned=True),
+            await edit(unconditioned="yes"),
+        ]
+
+    with running_gateway(load_repository(repo)) as gw:
+        default, ticked, plain, bad = _with_client(gw.address, body)
+    assert default[0] == ticked[0] == plain[0] == 200
+    np.testing.assert_array_equal(_decode(default[1]["image"]), _decode(ticked[1]["image"]))
+    assert (
+        np.abs(
+            _decode(default[1]["image"]).astype(int) - _decode(plain[1]["image"]).astype(int)
+        ).max()
+        > 0
+    )
+    assert bad[0] == 400 and bad[1]["field"] == "edits[0].unconditioned"
 
 
 def test_mix_and_interpolate_two_latents(gateway):

@@ -350,6 +350,10 @@ def _edit_ops(body: dict) -> list[pb.EditOp]:
         if stop is not None:
             op.layer_stop = stop
         op.condition_on.extend(str(c) for c in e.get("condition_on") or [] if c != e["name"])
+        unconditioned = e.get("unconditioned", False)
+        if not isinstance(unconditioned, bool):
+            raise UiError("true or false expected", field=f"edits[{i}].unconditioned")
+        op.unconditioned = unconditioned
         ops.append(op)
     return ops
 

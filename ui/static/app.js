@@ -355,11 +355,13 @@ function scheduleEdit(delay = 60) {
 function currentEdits() {
   const override = $("layers-override").checked;
   const conditions = [...document.querySelectorAll("#conditions input:checked")].map((b) => b.value);
+  // none ticked: the direction's measured default conditioning, unless that is switched off
+  const unconditioned = conditions.length === 0 && !$("measured-defaults").checked;
   const edits = [];
   for (const input of document.querySelectorAll(".sliders input[type=range]")) {
     const strength = Number(input.value);
     if (strength === 0) continue;
-    const op = { name: input.dataset.direction, strength, condition_on: conditions };
+    const op = { name: input.dataset.direction, strength, condition_on: conditions, unconditioned };
     if (override) {
       op.layer_start = $("layer-start").value;
       op.layer_stop = $("layer-stop").value;
@@ -472,7 +474,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("seed-form").addEventListener("submit", useSeed);
   $("reset-btn").addEventListener("click", resetSliders);
   $("keep-btn").addEventListener("click", keepEdited);
-  for (const id of ["layers-override", "layer-start", "layer-stop"]) {
+  for (const id of ["layers-override", "layer-start", "layer-stop", "measured-defaults"]) {
     $(id).addEventListener("change", () => scheduleEdit());
   }
   $("mix-form").addEventListener("submit", mix);
