@@ -8,6 +8,7 @@ import concurrent.futures
 import io
 import struct
 import threading
+import zlib
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -177,12 +178,37 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return np.moveaxis(x, -3, -1)
 
 
+def _png_chunk(tag: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """[H, W, 3] uint8 -> an 8-bit RGB PNG whose rows all use the Up filter (each byte minus
+    the one above, wrapping mod 256), deflated at level 1. About 2x faster than Pillow's PNG
+    writer at the same level (bench.suite, generation: 7.0 vs 15.0 ms for 32 faces of 64 px)
+    for 6% larger files: the filter is one numpy subtraction for the whole image, not a
+    choice per row."""
+    h, w, _ = rgb.shape
+    rows = np.ascontiguousarray(rgb, dtype=np.uint8).reshape(h, w * 3)
+    filtered = np.empty((h, w * 3 + 1), np.uint8)
+    filtered[:, 0] = 2  # the Up filter
+    filtered[0, 1:] = rows[0]  # the row above the first is zeros
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8 bits, RGB, no interlace
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(filtered.tobytes(), 1))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
 def encode(image: np.ndarray, *, fmt: str = "png", quality: int = 90) -> bytes:
     """[3, H, W] in [-1, 1] -> PNG / JPEG / WebP bytes."""
+    if fmt == "png":
+        return png_bytes(to_uint8(image))
     buf = io.BytesIO()
-    pil = Image.fromarray(to_uint8(image))
-    kwargs = {"quality": quality} if fmt in ("jpeg", "webp") else {"compress_level": 1}
-    pil.save(buf, format=ENCODINGS[fmt], **kwargs)
+    Image.fromarray(to_uint8(image)).save(buf, format=ENCODINGS[fmt], quality=quality)
     return buf.getvalue()
 
 

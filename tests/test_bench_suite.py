@@ -81,6 +81,8 @@ def test_quick_suite_end_to_end(shipped_repository: Path, tmp_path: Path) -> Non
     profile = flops["profile"]
     assert 0 < profile["conv_share"] < 1 and profile["conv_gflops"] > 0
     assert math.isclose(sum(profile["share_by_op"].values()), 1.0, rel_tol=1e-6)
+    png = sections["generation"]["raw"]["png_encode_ms"]
+    assert png["ours"] > 0 and png["pillow"] > 0 and png["images"] >= 1
     labels = [r["label"] for r in report["targets"]]
     assert any("sequential" in label for label in labels)
     assert any("peak RSS" in label for label in labels)

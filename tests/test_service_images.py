@@ -103,6 +103,23 @@ def test_raw_image_tensors_are_bounded():
         assert err.value.field == "image.tensor"
 
 
+@pytest.mark.parametrize("shape", [(3, 64, 64), (3, 1, 1), (3, 5, 17)])
+def test_png_replies_decode_to_the_exact_pixels(shape):
+    """Our PNG writer: standard decoders (Pillow, with its CRC checks) read back exactly the
+    pixels to_uint8 makes, wrapped differences included (noise, full range, odd sizes), and
+    the gateway's own decoder accepts its output as a PNG."""
+    rng = np.random.RandomState(sum(shape))
+    image = rng.uniform(-1.2, 1.2, shape).astype(np.float32)
+    data = images.encode(image, fmt="png")
+    with Image.open(io.BytesIO(data)) as img:
+        img.verify()
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.format == "PNG" and img.mode == "RGB" and img.size == shape[:0:-1]
+        np.testing.assert_array_equal(np.asarray(img), images.to_uint8(image))
+    decoded = images.decode(data, field="image", **LIMITS)
+    np.testing.assert_array_equal(np.asarray(decoded), images.to_uint8(image))
+
+
 def test_in_decoder_runs_off_the_event_loop_two_at_a_time():
     seen: list[str] = []
     running, peak = 0, 0
