@@ -462,10 +462,13 @@ def triton_inversions(b: Bench) -> dict:
         server.cleanup()
 
 
-def step_session(path: Path) -> ort.InferenceSession:
+def step_session(path: Path, *, profile_prefix: str | None = None) -> ort.InferenceSession:
     """An onnxruntime session set up like the embedded backend's (service/backends/embedded.py,
-    not imported: its options are private)."""
+    not imported: its options are private); with ``profile_prefix``, profiling to that file."""
     options = ort.SessionOptions()
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     options.intra_op_num_threads = THREADS
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
@@ -651,16 +654,9 @@ def profile_step(b: Bench, batch: int, runs: int) -> dict:
 
     repo = load_repository(b.repository)
     path = repo.model_path(repo.generator().model("inversion_step"))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = THREADS
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     feed = step_inputs(b, batch)
     with tempfile.TemporaryDirectory() as tmp:
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(tmp) / "step")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = step_session(path, profile_prefix=str(Path(tmp) / "step"))
         for _ in range(runs + 1):  # the first run's kernels include one-off set-up
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())
