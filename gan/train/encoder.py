@@ -21,6 +21,13 @@ class EncoderConfig:
         Path, Help("checkpoint with G_ema and D (and the encoder to fine-tune, if any)")
     ]
     classifier: Annotated[Path, Help("classifier checkpoint: its features are the perceptual loss")]
+    init_encoder: Annotated[
+        Path | None,
+        Help(
+            "start from this checkpoint's encoder, not the base's (e.g. the W+ encoder of the"
+            " generator the base continued from)"
+        ),
+    ] = None
     iters: int = 3000
     batch: Annotated[int, Help("real renders per iteration")] = 8
     synthetic: Annotated[int, Help("generated samples per iteration (latent regression)")] = 16
@@ -58,7 +65,10 @@ class Encoder(Recipe):
         D = ckpt.discriminator_from(src["D"])
         self.C = ckpt.load_classifier(cfg.classifier).to(device)
         torch.manual_seed(cfg.seed)
-        if "encoder" in src:  # fine-tune the encoder the base was shipped with
+        if cfg.init_encoder is not None:
+            E = ckpt.encoder_from(ckpt.load(cfg.init_encoder)["encoder"])
+            E = E.train().requires_grad_(True)
+        elif "encoder" in src:  # fine-tune the encoder the base was shipped with
             E = ckpt.encoder_from(src["encoder"]).train().requires_grad_(True)
         else:
             E = N.Encoder(num_ws=G.num_ws, w_dim=G.w_dim, resolution=G.resolution)
