@@ -39,7 +39,18 @@ train encoder --run "$RUNS/encoder-v2" --base "$OUT/base.pt" --classifier "$OUT/
     --iters "${ENCODER_ITERS:-1400}" --adv-weight 0.01
 ship --run "$RUNS/encoder-v2" --out "$OUT/base.pt"
 
-# 5. woodblock transfer model: the base synthesis fine-tuned on paired renders
+# 5. (issue 12, second leg) the base continued on the varied renderer with a stronger
+#    adversarial term on the reconstructions and new images (another seed); then the encoder
+#    continued from stage 4's W+ encoder (the autoencoder ships its encoder collapsed to W)
+train autoencoder --run "$RUNS/ae-v3" --classifier "$OUT/classifier.pt" --init "$OUT/base.pt" \
+    --adv-weight 0.05 --lr 7e-4 --seed 11 --kimg 130
+[ -f "$RUNS/base-stage4.pt" ] || cp "$OUT/base.pt" "$RUNS/base-stage4.pt"
+ship --run "$RUNS/ae-v3" --out "$OUT/base.pt"
+train encoder --run "$RUNS/encoder-v3" --base "$OUT/base.pt" --classifier "$OUT/classifier.pt" \
+    --init-encoder "$RUNS/base-stage4.pt" --iters "${ENCODER_ITERS:-5000}" --adv-weight 0.01
+ship --run "$RUNS/encoder-v3" --out "$OUT/base.pt"
+
+# 6. woodblock transfer model: the base synthesis fine-tuned on paired renders
 train transfer --run "$RUNS/transfer" --base "$OUT/base.pt" --classifier "$OUT/classifier.pt" \
     --kimg "${TRANSFER_KIMG:-20}"
 ship --run "$RUNS/transfer" --out "$OUT/transfer.pt"
