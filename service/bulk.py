@@ -589,6 +589,7 @@ class Runner:
         self.calls = _Calls()
         self._shape: tuple[int, int] | None = None
         self._failed: list[str] = []
+        self._done = 0  # items done so far, for the count an interruption reports
 
     # -- the work of one unit --------------------------------------------------------------
     def _invert(self, c: int, item: Item) -> list[Record]:
@@ -717,10 +718,13 @@ class Runner:
             c for c in chunks if self.restart or not out.complete(c) or out.pending(c).exists()
         ]
         locks = ChunkLocks(out.root / LOCK_FILE)
+        self._done = 0
         try:
             locks.acquire(open_chunks)
             out.claim(self.restart)
             return self._run(chunks, open_chunks, total, progress)
+        except (KeyboardInterrupt, Terminated):  # a signal before or after the work loop
+            raise Interrupted(self._done, total) from None
         finally:
             locks.close()
 
@@ -744,15 +748,16 @@ class Runner:
             else:
                 units.extend((c, [i]) for i in todo)
         before = total - sum(len(items) for _, items in units)
-        done = before
+        done = self._done = before
         if progress:
             progress(done, total)
 
         work = self._invert_unit if job.kind == "invert" else self._generate
-        pool = concurrent.futures.ThreadPoolExecutor(self.concurrency, "bulk")
         queue, in_flight = list(reversed(units)), {}
         error: BaseException | None = None
+        pool = None
         try:
+            pool = concurrent.futures.ThreadPoolExecutor(self.concurrency, "bulk")
             while queue or in_flight:
                 while queue and len(in_flight) < self.concurrency:
                     c, items = queue.pop()
@@ -763,6 +768,7 @@ class Runner:
                 for f in finished:
                     c = in_flight.pop(f)
                     done += self._collect(f, c, staged)
+                    self._done = done
                 if progress:
                     progress(done, total)
         except BaseException as exc:  # noqa: BLE001 - Ctrl-C, SIGTERM, errors: stop cleanly
@@ -772,7 +778,9 @@ class Runner:
                 with contextlib.suppress(Exception):  # abandoned or failed: redone later
                     done += self._collect(f, in_flight[f], staged)
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._done = done
         if isinstance(error, (KeyboardInterrupt, Terminated)):
             if progress:
                 progress(done, total)

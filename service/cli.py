@@ -636,7 +636,6 @@ def _run_bulk(c, job, shard, out: Path, concurrency: int, restart: bool) -> None
         signals["sigterm"] = True
         raise bulk.Terminated
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
     bar = tqdm(total=0, desc=f"batch {shard}" if where else "batch", unit="img", disable=None)
 
     logged = {"at": time.monotonic()}  # the first line after BULK_LOG_EVERY_S, or at the end
@@ -652,6 +651,8 @@ def _run_bulk(c, job, shard, out: Path, concurrency: int, restart: bool) -> None
             click.echo(f"batch{where}: {done} of {total} items done", err=True)
 
     runner = bulk.Runner(c, job, out, shard, concurrency=concurrency, restart=restart)
+    # installed last: from here on a SIGTERM anywhere in the run ends as Interrupted
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         summary = runner.run(progress)
     except bulk.Interrupted as stop:

@@ -280,6 +280,29 @@ def test_seed_batches_shard_and_resume_byte_for_byte(tiny_repository, tmp_path):
         assert (tmp_path / "one" / "seed0004.png").stat().st_mtime_ns == before
 
 
+def test_a_stop_signal_before_the_work_loop_is_an_interruption(tiny_repository, tmp_path):
+    """SIGTERM can land while the runner is still setting up (CI once caught one inside
+    the lazy import of the thread pool): it ends as Interrupted with the count done so
+    far, the locks are released, and a rerun finishes the job."""
+    from stylegate.service import bulk
+    from stylegate.service.client import StylegateClient
+
+    job = bulk.Job("generate", bulk.seed_items(range(6)), 2, {"model": "", "truncation": None})
+    calls = []
+
+    def stop_at_first_report(done: int, total: int) -> None:
+        calls.append((done, total))
+        if len(calls) == 1:  # the first report comes before the pool exists
+            raise bulk.Terminated
+
+    with running_gateway(load_repository(tiny_repository)) as gw, StylegateClient(gw.address) as c:
+        with pytest.raises(bulk.Interrupted) as stopped:
+            bulk.Runner(c, job, tmp_path / "out", concurrency=2).run(stop_at_first_report)
+        assert (stopped.value.done, stopped.value.total) == (0, 6)
+        summary = bulk.Runner(c, job, tmp_path / "out", concurrency=2).run()
+    assert (summary.before, summary.done, summary.total) == (0, 6, 6)
+
+
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
