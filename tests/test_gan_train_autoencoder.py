@@ -65,3 +65,22 @@ def test_autoencoder_continues_a_shipped_base_widened_with_an_adversarial_term(t
             assert message in str(err)
         else:
             raise AssertionError(f"--widen {bad} must be refused")
+
+
+def test_adv_samples_puts_generated_samples_before_d_beside_the_reconstructions(tmp_path):
+    """``--adv-samples N``: the adversarial term (G's and D's side) covers N samples of the
+    mapping network as well as the batch's reconstructions."""
+    from tests.support.gan_train import tiny_base
+
+    base = tiny_base(tmp_path / "base.pt", encoder=True)
+    cls = tiny_classifier(tmp_path / "cls.pt")
+    kw = {"classifier": cls, "batch": 4, "latent_batch": 8, "buffer_size": 16, "init": base}
+    seen = {}
+    for n in (0, 3):
+        cfg = AutoencoderConfig(kimg=0.004, adv_weight=0.1, adv_every=1, adv_samples=n, **kw)
+        recipe = Autoencoder(cfg, device=torch.device("cpu"))
+        seen[n] = []
+        recipe.D.register_forward_hook(lambda m, args, out, n=n: seen[n].append(len(args[0])))
+        recipe.step(1, torch.Generator().manual_seed(0))
+    # G's term on the fakes, then D on the fakes and on the reals
+    assert seen == {0: [4, 4, 4], 3: [7, 7, 4]}

@@ -60,6 +60,9 @@ class AutoencoderConfig:
         float, Help("adversarial term on the reconstructions (sharpness); 0: none")
     ] = 0.0
     adv_every: Annotated[int, Help("adversarial term and D update every this many iterations")] = 2
+    adv_samples: Annotated[
+        int, Help("with --adv-weight: generated samples that share the adversarial term")
+    ] = 0
     d_lr: float = 1e-3
     r1_gamma: float = 1.0
     r1_every: Annotated[int, Help("R1 every this many D updates")] = 8
@@ -216,13 +219,21 @@ class Autoencoder(Recipe):
         loss = loss_pix + cfg.w_feat * loss_feat + cfg.w_attr * loss_attr
         adversarial = cfg.adv_weight > 0 and it % cfg.adv_every == 0
         if adversarial:
+            # the samples users are served, not only reconstructions, meet D: the mapping's
+            # codes are the latent GAN's business, so only the synthesis learns from them
+            fakes = rec
+            if cfg.adv_samples > 0:
+                with torch.no_grad():
+                    z = torch.randn(cfg.adv_samples, G.z_dim, generator=gen).to(self.device)
+                    ws = G.mapping(z)[:, None].expand(-1, G.num_ws, -1)
+                fakes = torch.cat([rec, G.synthesis(ws, "const")])
             self.D.requires_grad_(False)
-            loss = loss + cfg.adv_weight * cfg.adv_every * F.softplus(-self.D(rec)).mean()
+            loss = loss + cfg.adv_weight * cfg.adv_every * F.softplus(-self.D(fakes)).mean()
         self.opt_ae.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_ae.step()
         if adversarial:
-            self._train_d(it, real, rec.detach())
+            self._train_d(it, real, fakes.detach())
 
         idx = (
             torch.arange(self.filled, self.filled + cfg.batch, device=self.device) % cfg.buffer_size
@@ -260,11 +271,11 @@ class Autoencoder(Recipe):
             "psnr": psnr_db(loss_pix.item()),
         }
 
-    def _train_d(self, it: int, real: torch.Tensor, rec: torch.Tensor) -> None:
-        """One step of D: real renders against reconstructions, lazy R1."""
+    def _train_d(self, it: int, real: torch.Tensor, fakes: torch.Tensor) -> None:
+        """One step of D: real renders against reconstructions (and samples), lazy R1."""
         cfg, D = self.cfg, self.D
         D.requires_grad_(True)
-        loss_d = F.softplus(D(rec)).mean() + F.softplus(-D(real)).mean()
+        loss_d = F.softplus(D(fakes)).mean() + F.softplus(-D(real)).mean()
         if it % (cfg.adv_every * cfg.r1_every) == 0:
             loss_d = loss_d + r1_penalty(D, real) * (cfg.r1_gamma / 2) * cfg.r1_every
         self.opt_d.zero_grad(set_to_none=True)
