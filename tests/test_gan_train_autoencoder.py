@@ -84,3 +84,32 @@ def test_adv_samples_puts_generated_samples_before_d_beside_the_reconstructions(
         recipe.step(1, torch.Generator().manual_seed(0))
     # G's term on the fakes, then D on the fakes and on the reals
     assert seen == {0: [4, 4, 4], 3: [7, 7, 4]}
+
+
+def test_init_encoder_takes_the_encoder_from_another_checkpoint(tmp_path):
+    """``--init-encoder``: G and D from --init, the encoder from the other checkpoint; without
+    --init it is refused."""
+    from stylegate.gan import checkpoint as ckpt
+    from stylegate.gan.train.trainer import ConfigError
+    from tests.support.gan_train import tiny_base
+
+    base = tiny_base(tmp_path / "base.pt", encoder=True)
+    other = ckpt.load(base)
+    E = ckpt.encoder_from(other["encoder"])
+    with torch.no_grad():
+        for p in E.parameters():
+            p.add_(0.5)
+    other["encoder"] = ckpt.pack_module(E)
+    ckpt.atomic_save(other, tmp_path / "other.pt")
+    cls = tiny_classifier(tmp_path / "cls.pt")
+    kw = {"classifier": cls, "batch": 4, "latent_batch": 8, "buffer_size": 16}
+    cfg = AutoencoderConfig(init=base, init_encoder=tmp_path / "other.pt", **kw)
+    recipe = Autoencoder(cfg, device=torch.device("cpu"))
+    want = ckpt.encoder_from(other["encoder"]).state_dict()
+    assert all(torch.equal(t, want[k]) for k, t in recipe.E.state_dict().items())
+    try:
+        Autoencoder(AutoencoderConfig(init_encoder=base, **kw), device=torch.device("cpu"))
+    except ConfigError as err:
+        assert "--init-encoder need" in str(err)
+    else:
+        raise AssertionError("--init-encoder without --init must be refused")

@@ -53,6 +53,10 @@ class AutoencoderConfig:
     init: Annotated[
         Path | None, Help("continue from this checkpoint's G_ema, encoder and D (a new renderer)")
     ] = None
+    init_encoder: Annotated[
+        Path | None,
+        Help("with --init: the encoder of this checkpoint instead (an autoencoder's own)"),
+    ] = None
     widen: Annotated[
         str, Help("with --init: more channels per resolution, e.g. '32:64,64:32' (same images)")
     ] = ""
@@ -130,10 +134,13 @@ class Autoencoder(Recipe):
                 raise ConfigError(str(err)) from None
             G = G.train().requires_grad_(True)
             D = ckpt.discriminator_from(src["D"])
-            E = ckpt.encoder_from(src["encoder"]).train().requires_grad_(True)
+            # a shipped base's encoder may be a W+ one trained for inversion, far from the
+            # mean codes this recipe reconstructs from: --init-encoder names another
+            E = ckpt.encoder_from(ckpt.load(cfg.init_encoder or cfg.init)["encoder"])
+            E = E.train().requires_grad_(True)
         else:
-            if cfg.widen:
-                raise ConfigError("--widen needs --init (a trained generator to widen)")
+            if cfg.widen or cfg.init_encoder:
+                raise ConfigError("--widen and --init-encoder need --init (a trained generator)")
             G = N.Generator(resolution=res)
             D = N.Discriminator(resolution=res, channels=D_CHANNELS)  # for `gan --init`
             E = N.Encoder(num_ws=G.num_ws, w_dim=G.w_dim, resolution=res)
