@@ -50,7 +50,21 @@ train encoder --run "$RUNS/encoder-v3" --base "$OUT/base.pt" --classifier "$OUT/
     --init-encoder "$RUNS/base-stage4.pt" --iters "${ENCODER_ITERS:-5000}" --adv-weight 0.01
 ship --run "$RUNS/encoder-v3" --out "$OUT/base.pt"
 
-# 6. woodblock transfer model: the base synthesis fine-tuned on paired renders
+# 6. (issue 12, third leg) the base continued again, now with generated samples beside the
+#    reconstructions in a 3x stronger adversarial term; its encoder is stage 5's autoencoder
+#    encoder (the shipped one is the W+ inversion encoder, far from the mean codes this
+#    recipe reconstructs from); then the W+ encoder continued from stage 5's
+[ -f "$RUNS/base-stage5.pt" ] || cp "$OUT/base.pt" "$RUNS/base-stage5.pt"
+[ -f "$RUNS/base-stage5-ae.pt" ] || ship --run "$RUNS/ae-v3" --out "$RUNS/base-stage5-ae.pt"
+train autoencoder --run "$RUNS/ae-v4" --classifier "$OUT/classifier.pt" --init "$RUNS/base-stage5.pt" \
+    --init-encoder "$RUNS/base-stage5-ae.pt" --adv-weight 0.15 --adv-samples 16 --lr 5e-4 \
+    --seed 13 --kimg 110
+ship --run "$RUNS/ae-v4" --out "$OUT/base.pt"
+train encoder --run "$RUNS/encoder-v4" --base "$OUT/base.pt" --classifier "$OUT/classifier.pt" \
+    --init-encoder "$RUNS/base-stage5.pt" --iters "${ENCODER_ITERS:-4000}" --adv-weight 0.01
+ship --run "$RUNS/encoder-v4" --out "$OUT/base.pt"
+
+# 7. woodblock transfer model: the base synthesis fine-tuned on paired renders
 train transfer --run "$RUNS/transfer" --base "$OUT/base.pt" --classifier "$OUT/classifier.pt" \
     --kimg "${TRANSFER_KIMG:-20}"
 ship --run "$RUNS/transfer" --out "$OUT/transfer.pt"
