@@ -64,7 +64,8 @@ train encoder --run "$RUNS/encoder-v4" --base "$OUT/base.pt" --classifier "$OUT/
     --init-encoder "$RUNS/base-stage5.pt" --iters "${ENCODER_ITERS:-4000}" --adv-weight 0.01
 ship --run "$RUNS/encoder-v4" --out "$OUT/base.pt"
 
-# 7. woodblock transfer model: the base synthesis fine-tuned on paired renders
-train transfer --run "$RUNS/transfer" --base "$OUT/base.pt" --classifier "$OUT/classifier.pt" \
-    --kimg "${TRANSFER_KIMG:-20}"
-ship --run "$RUNS/transfer" --out "$OUT/transfer.pt"
+# 7. woodblock transfer model: the final base's synthesis fine-tuned on paired renders (a run
+#    directory per base: an older base's finished run would resume as done)
+train transfer --run "$RUNS/transfer-v4" --base "$OUT/base.pt" --classifier "$OUT/classifier.pt" \
+    --kimg "${TRANSFER_KIMG:-14}"
+ship --run "$RUNS/transfer-v4" --out "$OUT/transfer.pt"
