@@ -50,22 +50,16 @@ train encoder --run "$RUNS/encoder-v3" --base "$OUT/base.pt" --classifier "$OUT/
     --init-encoder "$RUNS/base-stage4.pt" --iters "${ENCODER_ITERS:-5000}" --adv-weight 0.01
 ship --run "$RUNS/encoder-v3" --out "$OUT/base.pt"
 
-# 6. (issue 12, third leg) the base continued again, now with generated samples beside the
-#    reconstructions in a 3x stronger adversarial term; its encoder is stage 5's autoencoder
-#    encoder (the shipped one is the W+ inversion encoder, far from the mean codes this
-#    recipe reconstructs from); then the W+ encoder continued from stage 5's
-[ -f "$RUNS/base-stage5.pt" ] || cp "$OUT/base.pt" "$RUNS/base-stage5.pt"
-[ -f "$RUNS/base-stage5-ae.pt" ] || ship --run "$RUNS/ae-v3" --out "$RUNS/base-stage5-ae.pt"
-train autoencoder --run "$RUNS/ae-v4" --classifier "$OUT/classifier.pt" --init "$RUNS/base-stage5.pt" \
-    --init-encoder "$RUNS/base-stage5-ae.pt" --adv-weight 0.15 --adv-samples 16 --lr 5e-4 \
-    --seed 13 --kimg 110
-ship --run "$RUNS/ae-v4" --out "$OUT/base.pt"
-train encoder --run "$RUNS/encoder-v4" --base "$OUT/base.pt" --classifier "$OUT/classifier.pt" \
-    --init-encoder "$RUNS/base-stage5.pt" --iters "${ENCODER_ITERS:-4000}" --adv-weight 0.01
-ship --run "$RUNS/encoder-v4" --out "$OUT/base.pt"
-
-# 7. woodblock transfer model: the final base's synthesis fine-tuned on paired renders (a run
+# 6. woodblock transfer model: the base synthesis fine-tuned on paired renders (a run
 #    directory per base: an older base's finished run would resume as done)
-train transfer --run "$RUNS/transfer-v4" --base "$OUT/base.pt" --classifier "$OUT/classifier.pt" \
+train transfer --run "$RUNS/transfer-v3" --base "$OUT/base.pt" --classifier "$OUT/classifier.pt" \
     --kimg "${TRANSFER_KIMG:-14}"
-ship --run "$RUNS/transfer-v4" --out "$OUT/transfer.pt"
+ship --run "$RUNS/transfer-v3" --out "$OUT/transfer.pt"
+
+# 7. (issue 12, fifth session) the W+ encoder continued at a lower learning rate (the
+#    generator is unchanged, so the transfer model stays valid). Tried and not kept
+#    (checkpoints/README.md): a third autoencoder leg with generated samples in a 3x stronger
+#    adversarial term (--init-encoder, --adv-samples), and `gan --init`
+train encoder --run "$RUNS/encoder-v3b" --base "$OUT/base.pt" --classifier "$OUT/classifier.pt" \
+    --iters "${ENCODER_ITERS:-5000}" --lr 2e-4 --adv-weight 0.01 --seed 5
+ship --run "$RUNS/encoder-v3b" --out "$OUT/base.pt"

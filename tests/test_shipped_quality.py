@@ -26,11 +26,11 @@ from stylegate.service.metadata import load_repository
 ROOT = quality.CHECKPOINTS.parent
 N_FACES = 12
 
-# Measured on 300 held-out faces of the varied renderer (checkpoints/README.md: classifier
-# 0.955, KID x1000 87 against a real-vs-real floor of about -8, encoder 24.7 dB (10th
-# percentile 22.5) keeping 91% of attributes; n=200 gives 75, 24.7 dB, 0.915), less a margin.
-# A broken export, an encoder for another generator, the previous (stage-4) base (KID 119,
-# 23.8 dB, 0.88) or the sessions 1-2 base (KID 280, 21.2 dB, 0.84) fails them.
+# Measured on 1000 held-out faces of the varied renderer (checkpoints/README.md: KID x1000
+# 58.8 against a real-vs-real floor of about -8, encoder 24.8 dB (10th percentile 22.6)
+# keeping 91.5% of attributes; classifier 0.955 at 300; n=200 gives KID 75), less a margin.
+# A broken export, an encoder for another generator, the stage-4 base (KID 114, 23.8 dB,
+# 0.887) or the sessions 1-2 base (KID 280 at 300 faces, 21.2 dB, 0.84) fails them.
 MIN_CLASSIFIER_ACCURACY = 0.94
 MAX_KID_X1000 = 110.0
 MIN_ENCODER_PSNR = 24.2
