@@ -82,7 +82,10 @@ GATEWAY_ENV = {
 class Sizes:
     """Everything --quick changes; the code path is the same in both modes."""
 
-    steps: int  # optimization steps of every inversion, gateway and eager
+    steps: int  # Adam steps of the eager loops (the reference's 100)
+    # the gateway's steps: None = what a request with no options gets (L-BFGS, 50
+    # evaluations, early stopping): the product against the reference, each at its defaults
+    gateway_steps: int | None
     concurrency: tuple[int, ...]  # concurrent inversions; the images are max(concurrency)
     step_batches: tuple[int, ...]
     latency_images: int
@@ -102,6 +105,7 @@ class Sizes:
 
 FULL = Sizes(
     steps=100,
+    gateway_steps=None,
     concurrency=(1, 8, 32, 64),
     step_batches=(1, 8, 32),
     latency_images=16,
@@ -116,6 +120,7 @@ FULL = Sizes(
 )
 QUICK = Sizes(
     steps=5,
+    gateway_steps=5,
     concurrency=(1, 2),
     step_batches=(1, 2),
     latency_images=2,
@@ -357,7 +362,9 @@ def gateway_inversions(b: Bench, address: str) -> dict[int, dict]:
     """``bench.targets.bench_inversion`` at each concurrency level, on the first N images."""
     out = {}
     for c in b.sizes.concurrency:
-        out[c] = T.bench_inversion(address, b.images[:c], steps=b.sizes.steps, concurrency=c)
+        out[c] = T.bench_inversion(
+            address, b.images[:c], steps=b.sizes.gateway_steps, concurrency=c
+        )
         click.echo(f"  gateway, {c} concurrent: {json.dumps(out[c])}", err=True)
     return out
 
@@ -556,7 +563,12 @@ def section_latency(b: Bench, address: str) -> dict:
     with StylegateClient(address, timeout=600) as c:
         for img in b.images[:n]:
             t0 = time.perf_counter()
-            r = c.invert(T.png(img), method="in_domain", steps=steps, progress_every=steps)
+            r = c.invert(
+                T.png(img),
+                method="in_domain",
+                steps=b.sizes.gateway_steps,
+                progress_every=b.sizes.gateway_steps or 1000,
+            )
             seconds.append(time.perf_counter() - t0)
             psnrs.append(T.psnr(image_array(r.reconstruction), img))
     eager_seconds, eager_psnrs = b.sequential(n)

@@ -153,11 +153,15 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 # --------------------------------------------------------------------------- sections
 
 
-def bench_inversion(address: str, images: np.ndarray, *, steps: int, concurrency: int) -> dict:
+def bench_inversion(
+    address: str, images: np.ndarray, *, steps: int | None, concurrency: int
+) -> dict:
+    """``steps`` None: the gateway's default for in_domain."""
+
     def one(img):
         with StylegateClient(address, timeout=600) as c:
             t0 = time.perf_counter()
-            r = c.invert(png(img), method="in_domain", steps=steps, progress_every=steps)
+            r = c.invert(png(img), method="in_domain", steps=steps, progress_every=steps or 1000)
             return r, time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -256,9 +256,22 @@ def generate(seeds: str, out: Path, truncation: float | None, model: str, server
     default="in_domain",
     show_default=True,
 )
-@click.option("--steps", type=int, default=None, help="max steps (default 100, early stopping on)")
-@click.option("--lr", "learning_rate", type=float, default=None, help="peak learning rate")
+@click.option(
+    "--steps",
+    type=int,
+    default=None,
+    help="max steps (default 50 with lbfgs, 100 with adam; early stopping on)",
+)
+@click.option(
+    "--lr", "learning_rate", type=float, default=None, help="adam: peak rate; lbfgs: first step"
+)
 @click.option("--space", type=click.Choice(["w", "w_plus"]), default=None)
+@click.option(
+    "--optimizer",
+    type=click.Choice(["lbfgs", "adam"]),
+    default=None,
+    help="default: lbfgs for in_domain, adam for optimize",
+)
 @click.option(
     "--concurrency",
     type=int,
@@ -275,6 +288,7 @@ def invert(
     steps: int | None,
     learning_rate: float | None,
     space: str | None,
+    optimizer: str | None,
     concurrency: int,
     model: str,
     server: str,
@@ -285,13 +299,14 @@ def invert(
     from stylegate.service.client import tensor_to_array
 
     out.mkdir(parents=True, exist_ok=True)
-    total = (steps if steps is not None else 100) if method != "encoder" else 0
+    total = (steps or 0) if method != "encoder" else 0  # the gateway's default: first progress
     bars = {p: tqdm(total=total, desc=p.name, position=i, leave=True) for i, p in enumerate(images)}
 
     def one(path: Path, c) -> str:
         bar = bars[path]
 
         def progress(p) -> None:
+            bar.total = p.total_steps
             bar.n = p.step
             bar.set_postfix(loss=f"{p.loss:.4f}", refresh=False)
             bar.refresh()
@@ -303,6 +318,7 @@ def invert(
             steps=steps,
             learning_rate=learning_rate,
             space=space,
+            optimizer=optimizer,
             on_progress=progress,
         )
         bar.close()

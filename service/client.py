@@ -38,6 +38,11 @@ SPACES = {
     "w": pb.LATENT_SPACE_W,
     "w_plus": pb.LATENT_SPACE_W_PLUS,
 }
+OPTIMIZERS = {
+    None: pb.OPTIMIZER_UNSPECIFIED,
+    "adam": pb.OPTIMIZER_ADAM,
+    "lbfgs": pb.OPTIMIZER_LBFGS,
+}
 NOISE = {"const": pb.NOISE_MODE_CONST, "none": pb.NOISE_MODE_NONE}
 INTERPOLATION = {"lerp": pb.INTERPOLATION_MODE_LERP, "slerp": pb.INTERPOLATION_MODE_SLERP}
 
@@ -236,6 +241,7 @@ class StylegateClient:
         learning_rate: float | None = None,
         loss_weights: dict[str, float] | None = None,
         space: str | None = None,
+        optimizer: str | None = None,
         mask: bytes | np.ndarray | None = None,
         early_stop_tol: float | None = None,
         preview_every: int = 0,
@@ -250,6 +256,7 @@ class StylegateClient:
             learning_rate=learning_rate,
             loss_weights=pb.LossWeights(**(loss_weights or {})),
             space=SPACES[space],
+            optimizer=OPTIMIZERS[optimizer],
             mask=image_message(mask) if mask is not None else None,
             early_stop_tol=early_stop_tol,
             preview_every=preview_every,

@@ -65,6 +65,11 @@ SPACES = {
     pb.LATENT_SPACE_W: "w",
     pb.LATENT_SPACE_W_PLUS: "w_plus",
 }
+OPTIMIZERS = {
+    pb.OPTIMIZER_UNSPECIFIED: None,
+    pb.OPTIMIZER_ADAM: "adam",
+    pb.OPTIMIZER_LBFGS: "lbfgs",
+}
 RESIZE = {
     pb.RESIZE_MODE_UNSPECIFIED: "center_crop",
     pb.RESIZE_MODE_CENTER_CROP: "center_crop",
@@ -416,6 +421,7 @@ def parse_invert(
     inversion.require_networks(gen, method, field=f"{prefix}method")
     resize = enum(RESIZE, req.resize, field=f"{prefix}resize")
     space = enum(SPACES, req.space, field=f"{prefix}space")
+    optimizer = enum(OPTIMIZERS, req.optimizer, field=f"{prefix}optimizer")
     lw = req.loss_weights
     for term in LOSS_TERMS:
         if lw.HasField(term) and abs(getattr(lw, term)) > MAX_LOSS_WEIGHT:
@@ -430,6 +436,7 @@ def parse_invert(
             learning_rate=req.learning_rate if req.HasField("learning_rate") else None,
             loss_weights={t: getattr(lw, t) if lw.HasField(t) else None for t in LOSS_TERMS},
             space=space,
+            optimizer=optimizer,
             early_stop_tol=req.early_stop_tol if req.HasField("early_stop_tol") else None,
             early_stop_window=(
                 req.early_stop_window if req.HasField("early_stop_window") else None

@@ -122,6 +122,7 @@ def invert_result(gen: GeneratorInfo, r: Inversion, fmt: OutputFormat) -> pb.Inv
             early_stopped=r.early_stopped,
             method=r.method,
             space=r.space,
+            optimizer=r.optimizer,
             seconds=r.seconds,
             model=gen.name,
         )

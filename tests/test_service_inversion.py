@@ -61,6 +61,51 @@ def test_methods_rank_as_expected_on_the_fake(fake):
     np.testing.assert_allclose(recon, ind.reconstruction, atol=1e-4)
 
 
+def test_in_domain_defaults_to_lbfgs_which_beats_adam_at_equal_steps(fake):
+    nets, _, gen = fake
+    target = target_of(nets, gen, seed=5)
+    default = inversion.options("in_domain")
+    assert (default.optimizer, default.steps, default.learning_rate) == ("lbfgs", 50, 1.0)
+    adam = inversion.options("in_domain", optimizer="adam")
+    assert (adam.steps, adam.learning_rate) == (100, inversion.DEFAULTS["in_domain"].learning_rate)
+    assert inversion.options("optimize").optimizer == "adam"
+    # the default is capped by the server's max_steps, not refused
+    assert inversion.options("in_domain", max_steps=30).steps == 30
+
+    def run(optimizer: str) -> inversion.Inversion:
+        opts = inversion.options("in_domain", steps=30, early_stop_tol=0, optimizer=optimizer)
+        return asyncio.run(inversion.invert(FakeBackend(nets), gen, target, opts))
+
+    lbfgs, adam_run = run("lbfgs"), run("adam")
+    assert lbfgs.optimizer == "lbfgs" and adam_run.optimizer == "adam"
+    assert lbfgs.steps == adam_run.steps == 30
+    assert lbfgs.loss < adam_run.loss
+    assert run("lbfgs").loss == lbfgs.loss  # deterministic
+
+
+def test_lbfgs_on_w_space_and_without_noise(fake):
+    nets, _, gen = fake
+    opts = inversion.options("optimize", optimizer="lbfgs", steps=20, early_stop_tol=0)
+    assert opts.noise_ramp == 0.0  # noise would make L-BFGS's loss comparisons meaningless
+    backend = _Recording(nets)
+    r = asyncio.run(inversion.invert(backend, gen, target_of(nets, gen), opts))
+    assert r.space == "w" and r.steps == 20
+    np.testing.assert_array_equal(r.ws, np.broadcast_to(r.ws[0], r.ws.shape))
+    np.testing.assert_array_equal(backend.evaluated[0][0], gen.w_avg)
+    assert r.loss < backend_loss_at_start(nets, gen, target_of(nets, gen))
+
+
+def backend_loss_at_start(nets, gen, target) -> float:
+    opts = inversion.options("optimize", steps=0)
+    return asyncio.run(inversion.invert(FakeBackend(nets), gen, target, opts)).loss
+
+
+def test_an_unknown_optimizer_names_the_field():
+    with pytest.raises(InvalidInput) as err:
+        inversion.options("in_domain", optimizer="sgd")
+    assert err.value.field == "optimizer"
+
+
 def test_early_stopping_ends_before_the_cap_and_counts_steps(fake):
     nets, _, gen = fake
     target = target_of(nets, gen)

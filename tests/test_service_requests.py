@@ -53,6 +53,17 @@ def test_invert_options_resolve_once_with_the_method_defaults(repo):
     assert plan.previews(6) and not plan.previews(4)
 
 
+def test_the_optimizer_is_read_and_an_unknown_one_named(repo):
+    gen = repo.generator()
+    plan = requests.parse_invert(pb.InvertRequest(image=_image(gen)), repo, SETTINGS)
+    assert (plan.options.optimizer, plan.options.steps) == ("lbfgs", 50)
+    req = pb.InvertRequest(image=_image(gen), optimizer=pb.OPTIMIZER_ADAM)
+    assert requests.parse_invert(req, repo, SETTINGS).options.optimizer == "adam"
+    with pytest.raises(InvalidInput) as err:
+        requests.parse_invert(pb.InvertRequest(image=_image(gen), optimizer=7), repo, SETTINGS)
+    assert err.value.field == "optimizer"
+
+
 def test_nested_fields_carry_their_path(repo):
     gen = repo.generator()
     inner = pb.InvertRequest(image=_image(gen), steps=1000)

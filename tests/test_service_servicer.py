@@ -250,10 +250,11 @@ def test_concurrent_inversions_share_batched_backend_runs(gateway, face_png):
     calls = stats.calls["inversion_step"] - calls0
     assert calls == n * (steps + 1)
     assert runs < calls / 2, f"{calls} step calls ran in {runs} runs"
-    # batching changes nothing in the results
+    # batching changes nothing in the results but float rounding (a batched convolution sums
+    # in another order; L-BFGS's dot products over the latent carry that to ~1e-6)
     ref = tensor_to_array(results[0].ws)
     for r in results[1:]:
-        np.testing.assert_allclose(tensor_to_array(r.ws), ref, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(tensor_to_array(r.ws), ref, rtol=1e-5, atol=1e-5)
 
 
 # -- editing --------------------------------------------------------------------------

@@ -28,6 +28,12 @@ class InversionMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INVERSION_METHOD_OPTIMIZE: _ClassVar[InversionMethod]
     INVERSION_METHOD_IN_DOMAIN: _ClassVar[InversionMethod]
 
+class Optimizer(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OPTIMIZER_UNSPECIFIED: _ClassVar[Optimizer]
+    OPTIMIZER_ADAM: _ClassVar[Optimizer]
+    OPTIMIZER_LBFGS: _ClassVar[Optimizer]
+
 class LatentSpace(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     LATENT_SPACE_UNSPECIFIED: _ClassVar[LatentSpace]
@@ -58,6 +64,9 @@ INVERSION_METHOD_UNSPECIFIED: InversionMethod
 INVERSION_METHOD_ENCODER: InversionMethod
 INVERSION_METHOD_OPTIMIZE: InversionMethod
 INVERSION_METHOD_IN_DOMAIN: InversionMethod
+OPTIMIZER_UNSPECIFIED: Optimizer
+OPTIMIZER_ADAM: Optimizer
+OPTIMIZER_LBFGS: Optimizer
 LATENT_SPACE_UNSPECIFIED: LatentSpace
 LATENT_SPACE_W: LatentSpace
 LATENT_SPACE_W_PLUS: LatentSpace
@@ -170,7 +179,7 @@ class LossWeights(_message.Message):
     def __init__(self, pixel: _Optional[float] = ..., feature: _Optional[float] = ..., domain: _Optional[float] = ...) -> None: ...
 
 class InvertRequest(_message.Message):
-    __slots__ = ("model", "image", "resize", "method", "steps", "learning_rate", "loss_weights", "mask", "space", "early_stop_tol", "early_stop_window", "preview_every", "progress_every", "output")
+    __slots__ = ("model", "image", "resize", "method", "steps", "learning_rate", "loss_weights", "mask", "space", "early_stop_tol", "early_stop_window", "preview_every", "progress_every", "output", "optimizer")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     RESIZE_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +194,7 @@ class InvertRequest(_message.Message):
     PREVIEW_EVERY_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_EVERY_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
     model: str
     image: Image
     resize: ResizeMode
@@ -199,7 +209,8 @@ class InvertRequest(_message.Message):
     preview_every: int
     progress_every: int
     output: OutputOptions
-    def __init__(self, model: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., resize: _Optional[_Union[ResizeMode, str]] = ..., method: _Optional[_Union[InversionMethod, str]] = ..., steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., loss_weights: _Optional[_Union[LossWeights, _Mapping]] = ..., mask: _Optional[_Union[Image, _Mapping]] = ..., space: _Optional[_Union[LatentSpace, str]] = ..., early_stop_tol: _Optional[float] = ..., early_stop_window: _Optional[int] = ..., preview_every: _Optional[int] = ..., progress_every: _Optional[int] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ...) -> None: ...
+    optimizer: Optimizer
+    def __init__(self, model: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., resize: _Optional[_Union[ResizeMode, str]] = ..., method: _Optional[_Union[InversionMethod, str]] = ..., steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., loss_weights: _Optional[_Union[LossWeights, _Mapping]] = ..., mask: _Optional[_Union[Image, _Mapping]] = ..., space: _Optional[_Union[LatentSpace, str]] = ..., early_stop_tol: _Optional[float] = ..., early_stop_window: _Optional[int] = ..., preview_every: _Optional[int] = ..., progress_every: _Optional[int] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ...) -> None: ...
 
 class LossTerms(_message.Message):
     __slots__ = ("pixel", "feature", "domain")
@@ -240,7 +251,7 @@ class QualityFigures(_message.Message):
     def __init__(self, psnr: _Optional[float] = ..., ssim: _Optional[float] = ..., perceptual_distance: _Optional[float] = ..., in_domain_score: _Optional[float] = ...) -> None: ...
 
 class InvertResult(_message.Message):
-    __slots__ = ("ws", "reconstruction", "target", "quality", "loss", "terms", "steps", "early_stopped", "method", "space", "seconds", "model")
+    __slots__ = ("ws", "reconstruction", "target", "quality", "loss", "terms", "steps", "early_stopped", "method", "space", "seconds", "model", "optimizer")
     WS_FIELD_NUMBER: _ClassVar[int]
     RECONSTRUCTION_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
@@ -253,6 +264,7 @@ class InvertResult(_message.Message):
     SPACE_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
     ws: Tensor
     reconstruction: Image
     target: Image
@@ -265,7 +277,8 @@ class InvertResult(_message.Message):
     space: str
     seconds: float
     model: str
-    def __init__(self, ws: _Optional[_Union[Tensor, _Mapping]] = ..., reconstruction: _Optional[_Union[Image, _Mapping]] = ..., target: _Optional[_Union[Image, _Mapping]] = ..., quality: _Optional[_Union[QualityFigures, _Mapping]] = ..., loss: _Optional[float] = ..., terms: _Optional[_Union[LossTerms, _Mapping]] = ..., steps: _Optional[int] = ..., early_stopped: _Optional[bool] = ..., method: _Optional[str] = ..., space: _Optional[str] = ..., seconds: _Optional[float] = ..., model: _Optional[str] = ...) -> None: ...
+    optimizer: str
+    def __init__(self, ws: _Optional[_Union[Tensor, _Mapping]] = ..., reconstruction: _Optional[_Union[Image, _Mapping]] = ..., target: _Optional[_Union[Image, _Mapping]] = ..., quality: _Optional[_Union[QualityFigures, _Mapping]] = ..., loss: _Optional[float] = ..., terms: _Optional[_Union[LossTerms, _Mapping]] = ..., steps: _Optional[int] = ..., early_stopped: _Optional[bool] = ..., method: _Optional[str] = ..., space: _Optional[str] = ..., seconds: _Optional[float] = ..., model: _Optional[str] = ..., optimizer: _Optional[str] = ...) -> None: ...
 
 class InvertResponse(_message.Message):
     __slots__ = ("progress", "result")
