@@ -502,7 +502,12 @@ def interpolate(
     default=None,
     help="--images: inversion method [in_domain]",
 )
-@click.option("--steps", type=int, default=None, help="--images: max steps [gateway's: 100]")
+@click.option(
+    "--steps",
+    type=int,
+    default=None,
+    help="--images: max steps [gateway's: 50 for in_domain (L-BFGS), 100 for optimize]",
+)
 @click.option("--lr", "learning_rate", type=float, default=None, help="--images: peak rate")
 @click.option("--space", type=click.Choice(["w", "w_plus"]), default=None, help="--images")
 @click.option(

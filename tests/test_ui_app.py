@@ -194,6 +194,7 @@ def test_invert_streams_progress_then_a_result_that_edits_and_downloads(gateway)
     assert sum("preview" in p for p in progress) == steps // 2
     kind, result = events[-1]
     assert kind == "result" and result["steps"] == steps
+    assert result["optimizer"] == "lbfgs"  # in_domain's default
     assert _decode(result["reconstruction"]).shape[:2] == _decode(result["target"]).shape[:2]
     assert "attachment" in headers["Content-Disposition"]
     ws = np.load(io.BytesIO(npy_bytes))
@@ -202,6 +203,21 @@ def test_invert_streams_progress_then_a_result_that_edits_and_downloads(gateway)
     diff = np.abs(_decode(edited["image"]).astype(int) - _decode(plain["image"]).astype(int))
     assert diff.mean() > 0.5
     assert edited["latent"] != plain["latent"]
+
+
+def test_the_optimizer_choice_reaches_the_gateway_and_a_bad_one_is_named(gateway):
+    async def body(client):
+        adam = await client.post(
+            "/api/invert", data=_form(_png(), steps=3, early_stop=0, optimizer="adam")
+        )
+        events = _events(await adam.text())
+        bad = await client.post("/api/invert", data=_form(_png(), optimizer="sgd"))
+        return events, bad.status, await bad.json()
+
+    events, status, bad = _with_client(gateway.address, body)
+    kind, result = events[-1]
+    assert kind == "result" and result["optimizer"] == "adam" and result["steps"] == 3
+    assert status == 400 and bad["field"] == "optimizer" and "sgd" in bad["error"]
 
 
 def test_unknown_direction_and_unknown_latent_are_readable(gateway):

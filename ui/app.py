@@ -27,7 +27,7 @@ import click
 from aiohttp import web
 
 from stylegate.protos.v1 import stylegate_pb2 as pb
-from stylegate.service.client import METHODS
+from stylegate.service.client import METHODS, OPTIMIZERS
 from stylegate.ui.gateway import Gateway, Superseded, UiError, data_url, npy_bytes
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -212,6 +212,9 @@ async def invert(request: web.Request) -> web.StreamResponse:
     method = str(form.get("method") or "in_domain")
     if method not in METHODS:
         raise UiError(f"method: unknown inversion method {method!r}", field="method")
+    optimizer = str(form.get("optimizer") or "") or None  # "": the method's default
+    if optimizer not in OPTIMIZERS:
+        raise UiError(f"optimizer: unknown optimizer {optimizer!r}", field="optimizer")
     values = {k: form.get(k) for k in ("steps", "preview_every")}
     steps = _int(values, "steps", None, lo=1, hi=100_000)
     preview_every = _int(values, "preview_every", 5, lo=0, hi=100_000)
@@ -220,6 +223,7 @@ async def invert(request: web.Request) -> web.StreamResponse:
         model=model,
         image=pb.Image(data=data),
         method=METHODS[method],
+        optimizer=OPTIMIZERS[optimizer],
         steps=steps,
         preview_every=preview_every or 0,
         progress_every=1,
@@ -285,6 +289,7 @@ def _invert_event(gw: Gateway, message: pb.InvertResponse, name: str, started: f
             "steps": r.steps,
             "early_stopped": r.early_stopped,
             "method": r.method,
+            "optimizer": r.optimizer,
             "space": r.space,
             "seconds": r.seconds,
             "elapsed": time.perf_counter() - started,

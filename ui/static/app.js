@@ -237,6 +237,7 @@ async function invert(ev) {
   form.append("image", file, file.name);
   form.append("model", state.model);
   form.append("method", $("method").value);
+  form.append("optimizer", $("optimizer").value);
   form.append("steps", $("steps").value);
   form.append("preview_every", $("preview-every").value);
   form.append("early_stop", $("early-stop").checked ? "1" : "0");
@@ -311,7 +312,7 @@ function onInvertEvent(event, data, file, started) {
     const ms = performance.now() - started;
     $("progress").value = $("progress").max;
     $("progress-text").textContent =
-      `done: ${data.steps} steps${data.early_stopped ? " (early stop)" : ""}, ` +
+      `done: ${data.steps} ${data.optimizer || ""} steps${data.early_stopped ? " (early stop)" : ""}, ` +
       `PSNR ${data.psnr.toFixed(1)} dB, SSIM ${data.ssim.toFixed(3)}, ${(ms / 1000).toFixed(1)} s`;
     $("preview").src = data.reconstruction;
     const item = { id: data.latent, label: data.label, image: data.reconstruction, model: data.model };
