@@ -412,8 +412,15 @@ async def _run(
         if not math.isfinite(loss) or not np.isfinite(grad).all():
             if best is None:
                 raise InvalidInput("the loss is not finite for this image", field="image")
-            early_stopped = True
-            break
+            if lbfgs is None:
+                early_stopped = True  # Adam diverged: the best latent so far is the result
+                break
+            if t == evaluations - 1:
+                break
+            # An L-BFGS trial overshot into overflow: a shorter step along the same
+            # direction is next (this evaluation counts against the steps, unreported).
+            x = lbfgs.propose(math.inf, np.zeros_like(x))
+            continue
         # A noisy evaluation is not a candidate result (the noise is gone by the last step).
         if not sigma:
             if best is None or loss < best[0]:

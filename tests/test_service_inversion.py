@@ -152,6 +152,39 @@ class _Recording(FakeBackend):
         return await super().infer(model, inputs, **kwargs)
 
 
+class _Overflowing(_Recording):
+    """The fake backend, answering one inversion step (a call number) with a NaN loss."""
+
+    def __init__(self, nets, bad_call: int):
+        super().__init__(nets)
+        self.bad_call = bad_call
+
+    async def infer(self, model, inputs, **kwargs):
+        out = await super().infer(model, inputs, **kwargs)
+        if model.endswith("inversion_step") and len(self.evaluated) == self.bad_call:
+            out = {**out, "loss": np.full_like(out["loss"], np.nan)}
+        return out
+
+
+def test_an_lbfgs_trial_that_overflows_is_shortened_not_the_end(fake):
+    nets, _, gen = fake
+    target = target_of(nets, gen, seed=6)
+    opts = inversion.options("in_domain", steps=12, early_stop_tol=0)
+    backend = _Overflowing(nets, bad_call=4)
+    r = asyncio.run(inversion.invert(backend, gen, target, opts))
+    assert len(backend.evaluated) == 13 and not r.early_stopped and np.isfinite(r.loss)
+    # the point after the bad one lies on the segment from the last accepted point to it
+    before, bad, after = (backend.evaluated[i] for i in (2, 3, 4))
+    shift, cut = bad - before, after - before
+    ratio = float((cut * shift).sum() / (shift * shift).sum())
+    assert 0.09 <= ratio <= 0.11  # the shortest cut: NaN gives no curvature to interpolate
+    np.testing.assert_allclose(cut, ratio * shift, atol=1e-5)
+    # Adam has no step to shorten: it returns the best latent so far
+    adam = inversion.options("in_domain", steps=12, early_stop_tol=0, optimizer="adam")
+    r = asyncio.run(inversion.invert(_Overflowing(nets, bad_call=4), gen, target, adam))
+    assert r.early_stopped and r.steps == 2
+
+
 def test_optimize_adds_decaying_noise_to_w_and_returns_a_clean_latent(fake):
     nets, _, gen = fake
     opts = inversion.options("optimize", steps=20, early_stop_tol=0)
