@@ -83,7 +83,7 @@ class Sizes:
     """Everything --quick changes; the code path is the same in both modes."""
 
     steps: int  # Adam steps of the eager loops (the reference's 100)
-    # the gateway's steps: None = what a request with no options gets (L-BFGS, 50
+    # the gateway's steps: None = what a request with no options gets (L-BFGS, 45
     # evaluations, early stopping): the product against the reference, each at its defaults
     gateway_steps: int | None
     concurrency: tuple[int, ...]  # concurrent inversions; the images are max(concurrency)

@@ -260,7 +260,7 @@ def generate(seeds: str, out: Path, truncation: float | None, model: str, server
     "--steps",
     type=int,
     default=None,
-    help="max steps (default 50 with lbfgs, 100 with adam; early stopping on)",
+    help="max steps (default 45 with lbfgs, 100 with adam; early stopping on)",
 )
 @click.option(
     "--lr", "learning_rate", type=float, default=None, help="adam: peak rate; lbfgs: first step"
@@ -506,7 +506,7 @@ def interpolate(
     "--steps",
     type=int,
     default=None,
-    help="--images: max steps [gateway's: 50 for in_domain (L-BFGS), 100 for optimize]",
+    help="--images: max steps [gateway's: 45 for in_domain (L-BFGS), 100 for optimize]",
 )
 @click.option("--lr", "learning_rate", type=float, default=None, help="--images: peak rate")
 @click.option("--space", type=click.Choice(["w", "w_plus"]), default=None, help="--images")

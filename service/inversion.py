@@ -10,7 +10,7 @@ Methods (IDInvert, Zhu et al. 2020, and the NVlabs projector as baseline):
 
 Optimizers: ``adam`` (the reference scripts': warm-up and cosine decay of the learning
 rate) or ``lbfgs`` (``service/lbfgs.py``), the default of ``in_domain``: on the shipped
-models 50 L-BFGS evaluations reach a higher PSNR than 100 Adam steps (docs/design.md,
+models 45 L-BFGS evaluations reach a higher PSNR than 100 Adam steps (docs/design.md,
 "Inversion by L-BFGS"). Each optimization step is exactly one ``inversion_step`` call
 (loss, gradient and the reconstruction together; with L-BFGS a step may be a shortened
 line-search trial); the optimizer state is numpy here, so concurrent inversions share
@@ -82,9 +82,9 @@ DEFAULTS: dict[str, MethodDefaults] = {
     "optimize": MethodDefaults(0.1, _weights(METHOD_WEIGHTS["optimize"]), "w", "adam"),
     "encoder": MethodDefaults(0.0, _weights(METHOD_WEIGHTS["encoder"]), "w_plus", "adam"),
 }
-# Steps when a request gives none, by optimizer: on the shipped models (16 held-out renders)
-# 50 L-BFGS evaluations end 0.1 dB above 100 Adam steps (docs/benchmarks.md).
-DEFAULT_STEPS = {"adam": 100, "lbfgs": 50}
+# Steps when a request gives none, by optimizer: on the shipped models (64 held-out renders)
+# 45 L-BFGS evaluations end 0.10 dB above 100 Adam steps, 40 only 0.02 (docs/design.md).
+DEFAULT_STEPS = {"adam": 100, "lbfgs": 45}
 # L-BFGS's first trial step along each quasi-Newton direction (its "learning rate"): 1 is
 # the step the curvature estimate asks for.
 LBFGS_STEP = 1.0

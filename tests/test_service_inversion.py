@@ -65,7 +65,7 @@ def test_in_domain_defaults_to_lbfgs_which_beats_adam_at_equal_steps(fake):
     nets, _, gen = fake
     target = target_of(nets, gen, seed=5)
     default = inversion.options("in_domain")
-    assert (default.optimizer, default.steps, default.learning_rate) == ("lbfgs", 50, 1.0)
+    assert (default.optimizer, default.steps, default.learning_rate) == ("lbfgs", 45, 1.0)
     adam = inversion.options("in_domain", optimizer="adam")
     assert (adam.steps, adam.learning_rate) == (100, inversion.DEFAULTS["in_domain"].learning_rate)
     assert inversion.options("optimize").optimizer == "adam"

@@ -56,7 +56,7 @@ def test_invert_options_resolve_once_with_the_method_defaults(repo):
 def test_the_optimizer_is_read_and_an_unknown_one_named(repo):
     gen = repo.generator()
     plan = requests.parse_invert(pb.InvertRequest(image=_image(gen)), repo, SETTINGS)
-    assert (plan.options.optimizer, plan.options.steps) == ("lbfgs", 50)
+    assert (plan.options.optimizer, plan.options.steps) == ("lbfgs", 45)
     req = pb.InvertRequest(image=_image(gen), optimizer=pb.OPTIMIZER_ADAM)
     assert requests.parse_invert(req, repo, SETTINGS).options.optimizer == "adam"
     with pytest.raises(InvalidInput) as err:
