@@ -250,7 +250,7 @@ class Inversion:
     early_stopped: bool
     method: str
     space: str
-    optimizer: str
+    optimizer: str  # "" for the encoder method
     seconds: float
 
 
@@ -471,7 +471,7 @@ async def _run(
         early_stopped=early_stopped,
         method=method,
         space=space,
-        optimizer=opts.optimizer,
+        optimizer=opts.optimizer if method != "encoder" else "",  # nothing was optimized
         seconds=time.perf_counter() - started,
     )
     metrics.INVERSION_STEPS_PER_RUN.labels(method).observe(run)

@@ -52,7 +52,7 @@ def test_methods_rank_as_expected_on_the_fake(fake):
 
     enc = asyncio.run(run(method="encoder"))
     ind = asyncio.run(run(method="in_domain", steps=100))
-    assert enc.steps == 0 and enc.ws.shape == (NUM_WS, W)
+    assert enc.steps == 0 and enc.ws.shape == (NUM_WS, W) and enc.optimizer == ""
     assert ind.quality.psnr > enc.quality.psnr + 3
     assert ind.loss < enc.loss
     # the figures are those of the returned latent and reconstruction
