@@ -13,6 +13,8 @@ Config parameters (all optional, string values):
   sys_path          extra import paths, ``os.pathsep``-separated (PYTHONPATH does not
                     reach the stub)
   intra_op_threads  onnxruntime intra-op threads (default 0: onnxruntime decides)
+  allow_spinning    "0": onnxruntime's worker threads sleep between parallel sections
+                    instead of spinning (default "1", onnxruntime's own default)
 """
 
 import json
@@ -37,6 +39,8 @@ class TritonPythonModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(params.get("intra_op_threads") or 0)
         options.inter_op_num_threads = 1
+        if params.get("allow_spinning", "1") == "0":
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
         self.batched = int(config.get("max_batch_size", 0)) > 0
         self.inputs = [t["name"] for t in config["input"]]

@@ -36,6 +36,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from stylegate.export import triton_config
+from stylegate.service.backends.embedded import SPINNING_NETWORKS
 from stylegate.service.errors import BackendUnavailable
 from stylegate.service.metadata import load_repository
 from stylegate.service.signatures import METADATA_FILE, SIGNATURES
@@ -183,8 +184,11 @@ def build_cpu_repository(source: Path, dest: Path, *, intra_op_threads: int = 0)
         out.mkdir()
         network, dims = networks.get(model_dir.name, (None, None))
         text = (model_dir / CONFIG_FILE).read_text()
+        own = dict(parameters)
+        if network not in SPINNING_NETWORKS:  # as the embedded backend's sessions
+            own["allow_spinning"] = "0"
         (out / CONFIG_FILE).write_text(
-            cpu_flavour_config(text, network=network, dims=dims, parameters=parameters)
+            cpu_flavour_config(text, network=network, dims=dims, parameters=own)
         )
         for entry in model_dir.iterdir():
             if entry.name == CONFIG_FILE:

@@ -612,6 +612,7 @@ class Runner:
                 steps=o["steps"],
                 learning_rate=o["learning_rate"],
                 space=o["space"],
+                optimizer=o["optimizer"],
                 progress_every=1_000_000,  # no per-step messages: only the result matters
             )
             with self.calls.track(stream):
@@ -649,6 +650,7 @@ class Runner:
             "early_stopped": r.early_stopped,
             "loss": float(r.loss),
             "method": r.method,
+            "optimizer": r.optimizer,
             "space": r.space,
             "quality": {
                 "psnr": float(q.psnr),

@@ -511,6 +511,12 @@ def interpolate(
 @click.option("--lr", "learning_rate", type=float, default=None, help="--images: peak rate")
 @click.option("--space", type=click.Choice(["w", "w_plus"]), default=None, help="--images")
 @click.option(
+    "--optimizer",
+    type=click.Choice(["lbfgs", "adam"]),
+    default=None,
+    help="--images: [lbfgs for in_domain, adam for optimize; recorded in job.json]",
+)
+@click.option(
     "--edit",
     "edits",
     multiple=True,
@@ -542,6 +548,7 @@ def batch(
     steps: int | None,
     learning_rate: float | None,
     space: str | None,
+    optimizer: str | None,
     edits: tuple[str, ...],
     concurrency: int | None,
     shard: str | None,
@@ -557,8 +564,8 @@ def batch(
 
     try:
         job, the_shard = _bulk_job(
-            seeds, images, chunk_size, truncation, method, steps, learning_rate, space, edits,
-            shard, shard_count, model,
+            seeds, images, chunk_size, truncation, method, steps, learning_rate, space,
+            optimizer, edits, shard, shard_count, model,
         )  # fmt: skip
     except bulk.BulkError as exc:
         _usage_error(str(exc))
@@ -571,8 +578,8 @@ def batch(
 
 
 def _bulk_job(
-    seeds, images, chunk_size, truncation, method, steps, learning_rate, space, edits,
-    shard, shard_count, model,
+    seeds, images, chunk_size, truncation, method, steps, learning_rate, space, optimizer,
+    edits, shard, shard_count, model,
 ):  # fmt: skip
     """The job and shard the options describe (bulk.BulkError: a one-line mistake)."""
     import os
@@ -601,6 +608,7 @@ def _bulk_job(
             "--steps": steps,
             "--lr": learning_rate,
             "--space": space,
+            "--optimizer": optimizer,
             "--edit": edits or None,
         }
         given = [name for name, value in images_only.items() if value is not None]
@@ -616,12 +624,22 @@ def _bulk_job(
         raise bulk.BulkError("--truncation applies to --seeds, not to --images")
     if steps is not None and steps < 0:
         raise bulk.BulkError("--steps must be 0 or more")
+    method = method or "in_domain"
+    if method == "encoder" and optimizer is not None:
+        raise bulk.BulkError("--optimizer applies to in_domain and optimize, not to encoder")
+    if method != "encoder" and optimizer is None:
+        # pinned in job.json: a rerun after an upgrade that changed the default still
+        # resumes the job as it began, or is refused as another job
+        from stylegate.service.inversion import DEFAULTS
+
+        optimizer = DEFAULTS[method].optimizer
     options = {
         "model": model,
-        "method": method or "in_domain",
+        "method": method,
         "steps": steps,
         "learning_rate": learning_rate,
         "space": space,
+        "optimizer": optimizer,
     }
     parsed = tuple(bulk.Edit.parse(e) for e in edits)
     return bulk.Job("invert", bulk.image_items(images), chunk_size, options, parsed), the_shard

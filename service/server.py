@@ -57,6 +57,12 @@ def make_backend(settings: Settings, repository: RepositoryInfo) -> Backend:
             settings.triton_url,
             credentials=credentials,
             call_timeout_s=settings.triton_call_timeout_s or None,
+            max_batch=settings.max_batch,
+            batch_window_ms=settings.batch_window_ms,
+            max_queue=settings.max_queue,
+            bulk_max_batch=settings.bulk_max_batch,
+            max_in_flight=settings.triton_max_in_flight,
+            interactive_slots=settings.interactive_run_slots,
         )
     raise ValueError(f"unknown backend {settings.backend!r} (embedded or triton)")
 

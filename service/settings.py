@@ -38,14 +38,19 @@ class Settings:
     # an inference call Triton does not answer within this is UNAVAILABLE (a hung Triton);
     # 0 = no cap (keepalive then notices in 30 + 10 s)
     triton_call_timeout_s: float = 10.0
+    # requests out to Triton at once, all models together (the micro-batcher below merges
+    # the gateway's calls into them; Triton's dynamic batcher merges several gateways')
+    triton_max_in_flight: int = 4
 
     # embedded backend
     intra_op_threads: int = 2  # onnxruntime threads per session run
     session_concurrency: int = 1  # onnxruntime runs in flight at once (thread pool size)
+
+    # micro-batcher, both backends (service/backends/batcher.py)
     # further runs for interactive calls only: a Generate runs beside a bulk run (inversion
-    # steps, BatchGenerate) instead of waiting for it (service/backends/batcher.py)
+    # steps, BatchGenerate) instead of waiting for it
     interactive_run_slots: int = 1
-    max_batch: int = 32  # micro-batcher: samples per onnxruntime run
+    max_batch: int = 32  # samples per onnxruntime run / Triton request
     batch_window_ms: float = 2.0  # micro-batcher: wait this long for more calls
     max_queue: int = 1024  # pending calls per model before OverCapacity
 

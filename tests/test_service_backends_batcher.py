@@ -130,6 +130,73 @@ def test_interactive_call_runs_beside_a_bulk_run_in_a_reserved_slot():
     assert not waited_beside
 
 
+def test_an_async_run_gets_the_most_urgent_priority_and_the_latest_deadline():
+    """A coroutine run (a remote server's): one run per batch, told the batch's most urgent
+    priority and the latest deadline of its callers (none when any caller has none)."""
+    seen = []
+
+    async def remote(model, inputs, priority, deadline):
+        seen.append((len(inputs["x"]), priority, deadline))
+        await asyncio.sleep(0.01)
+        return {"y": inputs["x"] + 1}
+
+    async def run(timeouts):
+        batcher = MicroBatcher(remote, None, window_s=0.05)
+        first = asyncio.create_task(batcher.submit("m", {"x": np.zeros((1, 1), np.float32)}))
+        await asyncio.sleep(0.005)  # the first run is out; the rest wait together
+        start = time.monotonic()
+        outs = await asyncio.gather(
+            *(
+                batcher.submit(
+                    "m",
+                    {"x": np.full((1, 1), i, np.float32)},
+                    priority=Priority.INTERACTIVE if i == 1 else Priority.BULK,
+                    timeout=t,
+                )
+                for i, t in enumerate(timeouts)
+            )
+        )
+        await first
+        await batcher.close()
+        return start, [float(o["y"][0, 0]) for o in outs]
+
+    start, ys = asyncio.run(run([5.0, 9.0, 7.0]))
+    assert ys == [1.0, 2.0, 3.0]
+    assert [(n, p) for n, p, _ in seen] == [(1, Priority.INTERACTIVE), (3, Priority.INTERACTIVE)]
+    assert seen[0][2] is None and 8.9 < seen[1][2] - start < 9.1
+    seen.clear()
+    asyncio.run(run([5.0, None, 7.0]))
+    assert seen[1][2] is None
+
+
+def test_an_async_run_nobody_waits_for_is_cancelled():
+    started, cancelled = asyncio.Event(), []
+
+    async def remote(model, inputs, priority, deadline):
+        started.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(len(inputs["x"]))
+            raise
+        return {"y": inputs["x"]}
+
+    async def run():
+        batcher = MicroBatcher(remote, None, window_s=0.0)
+        x = np.zeros((1, 1), np.float32)
+        calls = [asyncio.create_task(batcher.submit("m", {"x": x})) for _ in range(2)]
+        await started.wait()
+        calls[0].cancel()
+        await asyncio.sleep(0.01)
+        assert not cancelled  # one caller still waits for the run
+        calls[1].cancel()
+        await asyncio.sleep(0.01)
+        await batcher.close()
+
+    asyncio.run(run())
+    assert cancelled == [2]
+
+
 def test_queue_limit_timeout_and_close():
     async def run(batcher):
         slow = [

@@ -1,7 +1,7 @@
 """service/backends/triton.py without a tritonserver: what it expects of each model, its
-own gauges, tensors the gateway built wrongly, and how a failed channel is handled (a
-scripted client stands in for tritonclient's). The Triton runs, a kill -9 of it among
-them, are in tests/test_triton_serving.py."""
+own gauges, tensors the gateway built wrongly, how concurrent calls become one request, and
+how a failed channel is handled (a scripted client stands in for tritonclient's). The
+Triton runs, a kill -9 of it among them, are in tests/test_triton_serving.py."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 from support.gateway_fakes import FakeNetworks
 from tritonclient.utils import InferenceServerException
 
+from stylegate.service.backends.base import Priority
 from stylegate.service.backends.triton import (
     BatchStatistics,
     TritonBackend,
@@ -87,6 +88,7 @@ class ScriptedClient:
         self.number = number
         self.expected = expected_models(repository)
         self.pending: list[asyncio.Future] = []
+        self.requests: list[tuple[str, dict, dict]] = []  # model, {input: array}, options
         self.closed_with = None  # calls pending when closed
 
     async def is_server_ready(self, client_timeout=None):
@@ -102,6 +104,10 @@ class ScriptedClient:
         return {"config": {"max_batch_size": 8}}
 
     async def infer(self, model, inputs, **kwargs):
+        arrays = {
+            i.name(): np.frombuffer(i._get_content(), np.float32).reshape(i.shape()) for i in inputs
+        }
+        self.requests.append((model, arrays, kwargs))
         future = asyncio.get_running_loop().create_future()
         self.pending.append(future)
         try:
@@ -124,6 +130,9 @@ class Outputs:
 
 
 def _scripted_backend(repository, **kwargs):
+    """A backend on scripted clients; by default one request per call (``max_batch=1``),
+    so each call can be settled on its own."""
+    kwargs = {"max_batch": 1, **kwargs}
     backend = TritonBackend(repository, "127.0.0.1:1", backoff_s=0.001, **kwargs)
     clients: list[ScriptedClient] = []
 
@@ -147,6 +156,44 @@ def _mapping_call(backend, seed):
         "c": np.zeros((1, 3), np.float32),
     }
     return backend.infer("mapping", inputs, timeout=30)
+
+
+def test_concurrent_calls_go_to_triton_as_one_request(conditional):
+    """The micro-batcher before Triton: concurrent calls are one request, at the most
+    urgent priority among them and the latest deadline, and each caller gets its rows."""
+    zs = [np.full((1 + i % 2, 8), i, np.float32) for i in range(5)]  # 7 rows; Triton takes 8
+
+    async def main():
+        backend, clients = _scripted_backend(conditional, max_batch=32)
+        await backend.load()
+        client = clients[0]
+        calls = [
+            asyncio.create_task(
+                backend.infer(
+                    "mapping",
+                    {"z": z, "c": np.zeros((len(z), 3))},
+                    priority=Priority.INTERACTIVE if i == 3 else Priority.BULK,
+                    timeout=5.0 + i,
+                )
+            )
+            for i, z in enumerate(zs)
+        ]
+        await _until(lambda: client.pending)
+        await asyncio.sleep(0.05)  # nothing else is sent while the first request is out
+        assert len(client.requests) == 1
+        model, arrays, options = client.requests[0]
+        assert model == "mapping" and arrays["c"].shape == (7, 3)
+        assert sorted(arrays["z"][:, 0]) == sorted(np.concatenate(zs)[:, 0])
+        assert options["priority"] == int(Priority.INTERACTIVE)
+        # Triton may drop the request past the latest caller's deadline (9 s from now)
+        assert 8_500_000 < options["timeout"] <= 9_000_000
+        client.pending[0].set_result(Outputs({"w": arrays["z"] * 2}))
+        results = await asyncio.gather(*calls)
+        await backend.close()
+        return results
+
+    for z, result in zip(zs, asyncio.run(main())):
+        np.testing.assert_array_equal(result["w"], z * 2)
 
 
 def test_one_failed_call_does_not_cancel_the_others_on_its_channel(conditional):
@@ -194,9 +241,11 @@ def test_a_cancellation_the_caller_did_not_ask_for_is_unavailable(conditional):
         with pytest.raises(asyncio.CancelledError):
             await mine
         assert mine.cancelled()
-        # and a CANCELLED status from Triton is its failure too, never the client's
+        # and its request, which nobody waits for any more, is cancelled too
+        await _until(lambda: not clients[0].pending)
+        # a CANCELLED status from Triton is its failure too, never the client's
         call = asyncio.create_task(_mapping_call(backend, 2))
-        await _until(lambda: clients[-1].pending)
+        await _until(lambda: len(clients) == 2 and clients[1].pending)
         clients[-1].pending[0].set_exception(
             InferenceServerException("server shutting down", status="StatusCode.CANCELLED")
         )

@@ -139,6 +139,7 @@ def test_outputs_are_complete_consistent_and_reproducible(gateway, faces, refere
     job = json.loads(reference["job.json"])
     assert job["kind"] == "invert" and job["inputs"]["items"] == FACES
     assert job["options"]["steps"] == STEPS and job["chunks"] == chunks
+    assert job["options"]["optimizer"] == "lbfgs"  # the default, pinned for reruns
     for c in range(chunks):
         manifest = json.loads(reference[f"manifest/chunk-{c:05d}.json"])
         ids = [e["id"] for e in manifest["items"]]
@@ -150,6 +151,7 @@ def test_outputs_are_complete_consistent_and_reproducible(gateway, faces, refere
         assert np.isfinite(npz["ws"]).all()
         for e in manifest["items"]:
             assert e["steps"] == STEPS and e["method"] == "in_domain"
+            assert e["optimizer"] == "lbfgs"
             assert 0 < e["quality"]["psnr"] < 100
             for name, digest in e["files"].items():
                 assert hashlib.sha256(reference[name]).hexdigest() == digest
@@ -314,6 +316,12 @@ def test_a_stop_signal_before_the_work_loop_is_an_interruption(tiny_repository, 
         (["--seeds", "5-1"], {}, "--seeds: range '5-1' runs backwards"),
         (["--seeds", "1,1"], {}, "--seeds lists seed 1 twice"),
         (["--seeds", "1", "--steps", "5"], {}, "--steps applies to --images"),
+        (["--seeds", "1", "--optimizer", "adam"], {}, "--optimizer applies to --images"),
+        (
+            ["--images", "{tmp}/twins", "--method", "encoder", "--optimizer", "adam"],
+            {},
+            "--optimizer applies to in_domain and optimize, not to encoder",
+        ),
         (["--seeds", "1", "--shard", "2/2"], {}, "need 0 <= index < count (got index 2 of 2)"),
         (["--seeds", "1", "--shard", "a/b"], {}, "--shard 'a/b' is not INDEX/COUNT"),
         (["--seeds", "1", "--shard-count", "4"], {}, "--shard-count needs $JOB_COMPLETION_INDEX"),

@@ -10,6 +10,10 @@ happen in a thread pool, at most ``concurrency`` at a time over all models; a fr
 goes to the model whose waiting work is most urgent (interactive before bulk), and a run
 carries at most ``bulk_max_batch`` bulk samples, so an interactive call waits for at most
 one short bulk run however much bulk work is queued (issue 11, finding 4).
+
+The run is either blocking (onnxruntime in-process: it executes in a thread pool) or a
+coroutine (a remote server such as Triton: awaited on the loop, told the batch's most urgent
+priority and latest deadline so the server can queue it accordingly).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import dataclasses
 import heapq
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 
 import numpy as np
@@ -30,6 +34,11 @@ from stylegate.service.backends.base import Priority
 from stylegate.service.errors import BackendUnavailable, DeadlineExceeded, OverCapacity
 
 RunFn = Callable[[str, dict[str, np.ndarray]], dict[str, np.ndarray]]
+# model, batched inputs, the batch's most urgent priority, its latest deadline
+# (time.monotonic(); None when some caller has none) -> batched outputs
+AsyncRunFn = Callable[
+    [str, dict[str, np.ndarray], Priority, float | None], Awaitable[dict[str, np.ndarray]]
+]
 
 
 @dataclasses.dataclass(order=True)
@@ -40,6 +49,7 @@ class _Call:
     inputs: dict[str, np.ndarray] = dataclasses.field(compare=False)
     future: asyncio.Future = dataclasses.field(compare=False)
     enqueued: float = dataclasses.field(compare=False)
+    deadline: float | None = dataclasses.field(compare=False)  # time.monotonic()
 
 
 class _ModelQueue:
@@ -128,8 +138,8 @@ class BatchStats:
 class MicroBatcher:
     def __init__(
         self,
-        run: RunFn,  # blocking: model, batched inputs -> batched outputs
-        executor: Executor,  # where ``run`` executes
+        run: RunFn | AsyncRunFn,  # model, batched inputs (...) -> batched outputs
+        executor: Executor | None,  # where a blocking ``run`` executes; None: ``run`` is async
         *,
         backend_name: str = "embedded",
         max_batch: int = 32,  # samples per run (a single larger call runs alone)
@@ -179,6 +189,7 @@ class MicroBatcher:
             inputs,
             loop.create_future(),
             time.perf_counter(),
+            None if timeout is None else time.monotonic() + timeout,
         )
         heapq.heappush(queue.heap, call)
         metrics.BACKEND_QUEUE_DEPTH.labels(model).set(len(queue.heap))
@@ -263,6 +274,29 @@ class MicroBatcher:
             bulk += call.size if is_bulk else 0
         return batch
 
+    async def _run_async(
+        self, model: str, inputs: dict[str, np.ndarray], batch: list[_Call]
+    ) -> dict[str, np.ndarray]:
+        """An async run for ``batch``, cancelled once none of its callers waits for it any
+        more (every caller cancelled or timed out: the server's work would be thrown away)."""
+        deadlines = [c.deadline for c in batch]
+        run = asyncio.ensure_future(
+            self._run(
+                model,
+                inputs,
+                Priority(min(c.priority for c in batch)),
+                None if None in deadlines else max(deadlines),
+            )
+        )
+
+        def abandon(_: asyncio.Future) -> None:
+            if all(c.future.done() for c in batch):
+                run.cancel()
+
+        for call in batch:
+            call.future.add_done_callback(abandon)
+        return await run
+
     async def _execute(self, model: str, batch: list[_Call], reserved: bool = False) -> None:
         try:
             now = time.perf_counter()
@@ -281,10 +315,13 @@ class MicroBatcher:
             self.stats.runs[model] += 1
             self.stats.calls[model] += len(batch)
             self.stats.batch_sizes[model].append(size)
-            loop = asyncio.get_running_loop()
             start = time.perf_counter()
             try:
-                outputs = await loop.run_in_executor(self._executor, self._run, model, inputs)
+                if self._executor is None:
+                    outputs = await self._run_async(model, inputs, batch)
+                else:
+                    loop = asyncio.get_running_loop()
+                    outputs = await loop.run_in_executor(self._executor, self._run, model, inputs)
             except Exception as exc:  # noqa: BLE001 - delivered to every caller of the batch
                 metrics.BACKEND_ERRORS.labels(self._backend, model).inc()
                 for call in batch:

@@ -1,6 +1,11 @@
 """``TritonBackend``: the networks run in a Triton Inference Server, reached over gRPC
-(tritonclient's asyncio client). Triton's dynamic batcher merges concurrent calls (the
-steps of many inversions) into batches; ``batch_statistics`` reports how big they are.
+(tritonclient's asyncio client). The gateway's concurrent calls to one model (the steps of
+many inversions) go through the same micro-batcher as the embedded backend's
+(``batcher.py``): merged into one request of up to ``max_batch`` samples, interactive calls
+first, at most ``max_in_flight`` requests out at once. Triton's dynamic batcher then merges
+the requests of several gateways; ``batch_statistics`` reports the batches Triton ran. One
+request per batch instead of one per call is most of what the Triton path costs over the
+embedded one on a CPU (docs/design.md, "Coalescing calls before Triton").
 
 Transport failures become ``BackendUnavailable``; the client is created lazily and
 re-created after a failure, so the gateway recovers by itself when Triton comes back. A
@@ -27,6 +32,7 @@ from tritonclient.utils import InferenceServerException
 
 from stylegate.service import metrics
 from stylegate.service.backends.base import Priority
+from stylegate.service.backends.batcher import MicroBatcher
 from stylegate.service.errors import (
     BackendUnavailable,
     DeadlineExceeded,
@@ -173,6 +179,12 @@ class TritonBackend:
         call_timeout_s: float | None = 10.0,
         channel_args: list[tuple[str, object]] | None = None,  # None: CHANNEL_ARGS
         credentials=None,  # () -> grpc.ChannelCredentials for TLS (read per channel); None: plain
+        max_batch: int = 32,  # micro-batcher: samples per request (1: one request per call)
+        batch_window_ms: float = 2.0,  # micro-batcher: how long a batch waits for more calls
+        max_queue: int = 1024,  # micro-batcher: waiting calls per model
+        bulk_max_batch: int | None = None,  # micro-batcher: bulk samples per request
+        max_in_flight: int = 4,  # requests out at once, all models together
+        interactive_slots: int = 1,  # further requests for interactive calls only
     ):
         self._credentials = credentials
         self.url = url
@@ -190,6 +202,15 @@ class TritonBackend:
         self._available = False
         self._stale: set[str] = set()  # models to check again (after a reconnect)
         self._closed = False
+        self._batcher_options = {
+            "max_batch": max_batch,
+            "window_s": batch_window_ms / 1000.0,
+            "max_queue": max_queue,
+            "bulk_max_batch": bulk_max_batch,
+            "concurrency": max_in_flight,
+            "interactive_slots": interactive_slots,
+        }
+        self.batcher: MicroBatcher | None = None  # made by load(), in the serving loop
 
     # -- protocol ---------------------------------------------------------------------
 
@@ -203,6 +224,10 @@ class TritonBackend:
             repo = load_repository(repo)
             self._repository = repo
         await self._serve(repo)
+        if self.batcher is None:
+            self.batcher = MicroBatcher(
+                self._send, None, backend_name=self.name, **self._batcher_options
+            )
         self._loaded = True
         self._available = True
         log.info("triton backend ready", extra={"url": self.url, "models": sorted(self._expected)})
@@ -286,42 +311,52 @@ class TritonBackend:
         priority: Priority = Priority.INTERACTIVE,
         timeout: float | None = None,
     ) -> dict[str, np.ndarray]:
-        if self._closed or not self._loaded:
+        if self._closed or not self._loaded or self.batcher is None:
             raise BackendUnavailable("triton backend is not loaded")
         expected = self._expected.get(model)
         if expected is None:
             raise NotFound(f"model {model!r} is not served by this gateway", field="model")
-        deadline = None if timeout is None else time.monotonic() + timeout
         arrays = self._prepare_inputs(expected, inputs)
+        return await self.batcher.submit(model, arrays, priority=priority, timeout=timeout)
+
+    async def _send(
+        self,
+        model: str,
+        arrays: dict[str, np.ndarray],
+        priority: Priority,
+        deadline: float | None,
+    ) -> dict[str, np.ndarray]:
+        """One batch of the micro-batcher as Triton requests (the batcher times it and
+        counts its failure)."""
         if model in self._stale:  # learn max_batch_size again before splitting
             await self._call(model, deadline, _nothing)
         batch = len(next(iter(arrays.values())))
         limit = self._max_batch.get(model) or batch
-        started = time.perf_counter()
         if batch <= limit:
-            result = await self._infer_chunk(model, arrays, priority, deadline)
-        else:
-            # Triton rejects a request larger than max_batch_size: send chunks, concurrently.
-            chunks = await asyncio.gather(
-                *(
-                    self._infer_chunk(
-                        model, {k: v[i : i + limit] for k, v in arrays.items()}, priority, deadline
-                    )
-                    for i in range(0, batch, limit)
+            return await self._infer_chunk(model, arrays, priority, deadline)
+        # Triton rejects a request larger than max_batch_size: send chunks, concurrently.
+        chunks = await asyncio.gather(
+            *(
+                self._infer_chunk(
+                    model, {k: v[i : i + limit] for k, v in arrays.items()}, priority, deadline
                 )
+                for i in range(0, batch, limit)
             )
-            result = {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
-        metrics.BACKEND_LATENCY.labels(self.name, model).observe(time.perf_counter() - started)
-        return result
+        )
+        return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
 
     async def close(self) -> None:
-        """Close the channel now: calls still on it fail with BackendUnavailable."""
+        """Close the channel now: calls still on it, and calls still waiting to be sent,
+        fail with BackendUnavailable."""
         self._closed = True
         self._loaded = False
         channel, self._channel = self._channel, None
         if channel is not None and channel.loop is asyncio.get_running_loop():
             channel.retired = True
             await self._close_channel(channel)
+        batcher, self.batcher = self.batcher, None
+        if batcher is not None:
+            await batcher.close()
 
     # -- statistics -------------------------------------------------------------------
 
@@ -436,7 +471,6 @@ class TritonBackend:
                 capped = cap is not None and (timeout is None or timeout > cap)
                 return await fn(channel.client, cap if capped else timeout)
             except InferenceServerException as exc:
-                metrics.BACKEND_ERRORS.labels(self.name, model).inc()
                 error, transport = self._error(exc, model)
                 failure: Exception = exc
                 if capped and isinstance(error, DeadlineExceeded):
@@ -453,7 +487,6 @@ class TritonBackend:
                     raise  # the caller's own cancellation: the client went away
                 # gRPC cancelled the call under us (its channel was closed): a failure of
                 # the backend, which the client must hear about as one
-                metrics.BACKEND_ERRORS.labels(self.name, model).inc()
                 reason = "backend closed" if self._closed else "call cancelled by the channel"
                 error = BackendUnavailable(f"Triton at {self.url}, model {model!r}: {reason}")
                 transport, failure = True, error
