@@ -38,9 +38,11 @@ class Settings:
     # an inference call Triton does not answer within this is UNAVAILABLE (a hung Triton);
     # 0 = no cap (keepalive then notices in 30 + 10 s)
     triton_call_timeout_s: float = 10.0
-    # requests out to Triton at once, all models together (the micro-batcher below merges
-    # the gateway's calls into them; Triton's dynamic batcher merges several gateways')
-    triton_max_in_flight: int = 4
+    # requests out to Triton at once, all models together, besides interactive_run_slots (the
+    # micro-batcher below merges the gateway's calls into them; Triton's dynamic batcher
+    # merges several gateways'). 1 matches the embedded backend on a CPU Triton; raise it for
+    # a GPU Triton, where Triton merging concurrent requests into larger batches pays.
+    triton_max_in_flight: int = 1
 
     # embedded backend
     intra_op_threads: int = 2  # onnxruntime threads per session run

@@ -131,8 +131,8 @@ class Outputs:
 
 def _scripted_backend(repository, **kwargs):
     """A backend on scripted clients; by default one request per call (``max_batch=1``),
-    so each call can be settled on its own."""
-    kwargs = {"max_batch": 1, **kwargs}
+    all out at once, so each call can be settled on its own."""
+    kwargs = {"max_batch": 1, "max_in_flight": 8, **kwargs}
     backend = TritonBackend(repository, "127.0.0.1:1", backoff_s=0.001, **kwargs)
     clients: list[ScriptedClient] = []
 

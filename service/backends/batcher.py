@@ -248,7 +248,15 @@ class MicroBatcher:
                 continue
             if not reserved:  # lock-step callers are the bulk ones
                 queue.last_calls = len(batch)
-            task = asyncio.create_task(self._execute(model, batch, reserved))
+            started = time.perf_counter()
+            try:
+                run = self._start(model, batch)
+            except Exception as exc:  # noqa: BLE001 - inputs that cannot be merged, say
+                metrics.BACKEND_ERRORS.labels(self._backend, model).inc()
+                _fail(batch, exc)
+                self._slots.release(reserved)
+                continue
+            task = asyncio.create_task(self._finish(model, batch, run, started, reserved))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
@@ -274,11 +282,31 @@ class MicroBatcher:
             bulk += call.size if is_bulk else 0
         return batch
 
-    async def _run_async(
-        self, model: str, inputs: dict[str, np.ndarray], batch: list[_Call]
-    ) -> dict[str, np.ndarray]:
-        """An async run for ``batch``, cancelled once none of its callers waits for it any
-        more (every caller cancelled or timed out: the server's work would be thrown away)."""
+    def _start(self, model: str, batch: list[_Call]) -> asyncio.Future:
+        """Merge the batch's inputs and start its run. A blocking run is in the executor when
+        this returns, not behind the callers of the previous batch, who are waking up to
+        work out their next calls (an optimizer step each) while it runs."""
+        now = time.perf_counter()
+        for call in batch:
+            metrics.BACKEND_QUEUE_WAIT.labels(model).observe(now - call.enqueued)
+        if len(batch) == 1:
+            inputs = batch[0].inputs
+        else:
+            inputs = {
+                name: np.concatenate([c.inputs[name] for c in batch], axis=0)
+                for name in batch[0].inputs
+            }
+        size = sum(c.size for c in batch)
+        metrics.BACKEND_BATCH_SIZE.labels(model).observe(size)
+        metrics.BACKEND_CALLS_PER_RUN.labels(model).observe(len(batch))
+        self.stats.runs[model] += 1
+        self.stats.calls[model] += len(batch)
+        self.stats.batch_sizes[model].append(size)
+        if self._executor is not None:
+            loop = asyncio.get_running_loop()
+            return loop.run_in_executor(self._executor, self._run, model, inputs)
+        # An async run is cancelled once none of its callers waits for it any more (every
+        # caller cancelled or timed out: the server's work would be thrown away).
         deadlines = [c.deadline for c in batch]
         run = asyncio.ensure_future(
             self._run(
@@ -295,43 +323,27 @@ class MicroBatcher:
 
         for call in batch:
             call.future.add_done_callback(abandon)
-        return await run
+        return run
 
-    async def _execute(self, model: str, batch: list[_Call], reserved: bool = False) -> None:
+    async def _finish(
+        self, model: str, batch: list[_Call], run: asyncio.Future, started: float, reserved: bool
+    ) -> None:
+        released = False
         try:
-            now = time.perf_counter()
-            for call in batch:
-                metrics.BACKEND_QUEUE_WAIT.labels(model).observe(now - call.enqueued)
-            if len(batch) == 1:
-                inputs = batch[0].inputs
-            else:
-                inputs = {
-                    name: np.concatenate([c.inputs[name] for c in batch], axis=0)
-                    for name in batch[0].inputs
-                }
-            size = sum(c.size for c in batch)
-            metrics.BACKEND_BATCH_SIZE.labels(model).observe(size)
-            metrics.BACKEND_CALLS_PER_RUN.labels(model).observe(len(batch))
-            self.stats.runs[model] += 1
-            self.stats.calls[model] += len(batch)
-            self.stats.batch_sizes[model].append(size)
-            start = time.perf_counter()
             try:
-                if self._executor is None:
-                    outputs = await self._run_async(model, inputs, batch)
-                else:
-                    loop = asyncio.get_running_loop()
-                    outputs = await loop.run_in_executor(self._executor, self._run, model, inputs)
+                outputs = await run
             except Exception as exc:  # noqa: BLE001 - delivered to every caller of the batch
                 metrics.BACKEND_ERRORS.labels(self._backend, model).inc()
-                for call in batch:
-                    if not call.future.done():
-                        call.future.set_exception(exc)
+                _fail(batch, exc)
                 return
             finally:
                 metrics.BACKEND_LATENCY.labels(self._backend, model).observe(
-                    time.perf_counter() - start
+                    time.perf_counter() - started
                 )
+            # The slot first, then the results: the worker waiting for the slot is woken
+            # before the callers, so the next batch is under way while they work.
+            self._slots.release(reserved)
+            released = True
             offset = 0
             for call in batch:
                 part = {k: v[offset : offset + call.size] for k, v in outputs.items()}
@@ -339,4 +351,11 @@ class MicroBatcher:
                 if not call.future.done():
                     call.future.set_result(part)
         finally:
-            self._slots.release(reserved)
+            if not released:
+                self._slots.release(reserved)
+
+
+def _fail(batch: list[_Call], exc: BaseException) -> None:
+    for call in batch:
+        if not call.future.done():
+            call.future.set_exception(exc)

@@ -183,7 +183,7 @@ class TritonBackend:
         batch_window_ms: float = 2.0,  # micro-batcher: how long a batch waits for more calls
         max_queue: int = 1024,  # micro-batcher: waiting calls per model
         bulk_max_batch: int | None = None,  # micro-batcher: bulk samples per request
-        max_in_flight: int = 4,  # requests out at once, all models together
+        max_in_flight: int = 1,  # requests out at once, all models together
         interactive_slots: int = 1,  # further requests for interactive calls only
     ):
         self._credentials = credentials
