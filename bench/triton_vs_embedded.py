@@ -5,9 +5,10 @@
 
 Each caller is one inversion in miniature: batch-1 ``inversion_step`` calls, one after the
 other, for ``--seconds``. Both backends run behind the same protocol the gateway uses:
-``TritonBackend`` (gRPC to a tritonserver: started here through ``stylegate triton``'s CPU
-flavour unless ``--triton-url`` is given; Triton's dynamic batcher merges the callers'
-steps) and ``EmbeddedBackend`` (onnxruntime in-process, its own micro-batcher). Prints
+``TritonBackend`` (the gateway's micro-batcher merges the callers' steps into requests to
+a tritonserver: started here through ``stylegate triton``'s CPU flavour unless
+``--triton-url`` is given) and ``EmbeddedBackend`` (the same micro-batcher, onnxruntime
+in-process). Prints
 step latency (mean, p50, p95), steps per second, the ratio Triton / embedded and the
 batch sizes each formed.
 """

@@ -42,6 +42,7 @@ def make_backend(settings: Settings, repository: RepositoryInfo) -> Backend:
             max_queue=settings.max_queue,
             bulk_max_batch=settings.bulk_max_batch,
             interactive_slots=settings.interactive_run_slots,
+            narrow_pairs=settings.narrow_pairs,
         )
     if settings.backend == "triton":
         from stylegate.service.backends.triton import TritonBackend

@@ -47,6 +47,9 @@ class Settings:
     # embedded backend
     intra_op_threads: int = 2  # onnxruntime threads per session run
     session_concurrency: int = 1  # onnxruntime runs in flight at once (thread pool size)
+    # two full bulk batches of the inversion step waiting together run at once, each on a
+    # session of half the threads (service/backends/embedded.py, PAIRED_NETWORKS)
+    narrow_pairs: bool = True
 
     # micro-batcher, both backends (service/backends/batcher.py)
     # further runs for interactive calls only: a Generate runs beside a bulk run (inversion

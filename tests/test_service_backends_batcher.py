@@ -197,6 +197,49 @@ def test_an_async_run_nobody_waits_for_is_cancelled():
     assert cancelled == [2]
 
 
+def test_two_full_bulk_batches_run_at_once_on_the_two_lanes():
+    """A pairable model: two full bulk batches waiting together run at the same time, on
+    lanes 0 and 1 of one slot; a batch alone, an interactive batch or a model that does not
+    pair runs on no lane (the whole session)."""
+    runs, inside, overlap = [], [0], [0]
+    lock = threading.Lock()
+
+    def run_fn(model, inputs, lane=None):
+        with lock:
+            inside[0] += 1
+            overlap[0] = max(overlap[0], inside[0])
+        time.sleep(0.02)
+        with lock:
+            inside[0] -= 1
+            runs.append((model, lane, len(inputs["x"])))
+        return {"y": inputs["x"] * 3}
+
+    async def scenario(model, n, priority):
+        runs.clear()
+        overlap[0] = 0
+        with ThreadPoolExecutor(3) as pool:
+            batcher = MicroBatcher(
+                run_fn, pool, bulk_max_batch=4, window_s=0.05, pairable=lambda m: m == "step"
+            )
+            xs = [np.full((1, 1), i, np.float32) for i in range(n)]
+            outs = await asyncio.gather(
+                *(batcher.submit(model, {"x": x}, priority=priority) for x in xs)
+            )
+            await batcher.close()
+        for x, out in zip(xs, outs):
+            np.testing.assert_array_equal(out["y"], x * 3)
+        return sorted(runs, key=lambda r: (r[1] is None, r[1])), overlap[0]
+
+    paired, most = asyncio.run(scenario("step", 8, Priority.BULK))
+    assert paired == [("step", 0, 4), ("step", 1, 4)] and most == 2
+    alone, most = asyncio.run(scenario("step", 4, Priority.BULK))
+    assert alone == [("step", None, 4)] and most == 1
+    other, _ = asyncio.run(scenario("gen", 8, Priority.BULK))
+    assert [lane for _, lane, _ in other] == [None, None]
+    interactive, _ = asyncio.run(scenario("step", 8, Priority.INTERACTIVE))
+    assert interactive == [("step", None, 8)]
+
+
 def test_queue_limit_timeout_and_close():
     async def run(batcher):
         slow = [
@@ -258,6 +301,41 @@ def test_embedded_backend_batches_concurrent_steps_with_results_identical_to_unb
     # and the networks compute what the numpy reference does
     ref = nets.run("inversion_step", calls[0])
     np.testing.assert_allclose(alone[0]["grad"], ref["grad"], rtol=1e-4, atol=1e-6)
+
+
+def test_embedded_backend_pairs_bulk_steps_on_narrow_sessions_with_the_same_results(onnx_repo):
+    """Concurrent bulk inversion steps, two full batches at a time on the two narrow
+    sessions: each caller's result equals its step run alone on the wide session."""
+    _, repo = onnx_repo
+    rng = np.random.RandomState(1)
+    calls = [_step_inputs(rng, 1) for _ in range(16)]
+
+    async def run():
+        backend = EmbeddedBackend(repo, intra_op_threads=2, bulk_max_batch=4, batch_window_ms=50)
+        await backend.load()
+        lanes_used = []
+        run_batch = backend._run_batch
+
+        def spy(model, inputs, lane=None):
+            lanes_used.append(lane)
+            return run_batch(model, inputs, lane)
+
+        backend.batcher._run = spy
+        try:
+            alone = [await backend.infer("inversion_step", c) for c in calls]
+            together = await asyncio.gather(
+                *(backend.infer("inversion_step", c, priority=Priority.BULK) for c in calls)
+            )
+        finally:
+            await backend.close()
+        return alone, together, lanes_used
+
+    alone, together, lanes_used = asyncio.run(run())
+    assert lanes_used[: len(calls)] == [None] * len(calls)
+    assert {0, 1} <= set(lanes_used[len(calls) :])
+    for a, b in zip(alone, together):
+        for name in ("loss", "loss_terms", "grad", "image"):
+            np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def test_embedded_backend_missing_model_is_unavailable(onnx_repo, tmp_path):

@@ -36,6 +36,66 @@ def real_batch(seed: int, it: int, n: int, *, style: str = "photo", size: int = 
     return render(batch_seeds(seed, it, n), style=style, size=size, device=device)
 
 
+def restyle(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """The same faces as another hand might draw them: another palette (hue turned a little
+    in YIQ, saturation, contrast, brightness), geometry (scale, rotation, shear, shift), ink
+    outlines along colour edges, line weight (dark strokes thickened or thinned), crisper
+    or posterized fills; each image its own draw. Images in [-1, 1], [N, 3, H, W]. An
+    encoder trained to reconstruct these learns to find the nearest face its generator can
+    draw, not only the renderer's own."""
+    n, dev = images.shape[0], images.device
+    F_ = torch.nn.functional
+
+    def u(lo: float, hi: float, shape=(n,)) -> torch.Tensor:
+        return (lo + (hi - lo) * torch.rand(shape, generator=gen)).to(dev)
+
+    def some(p: float) -> torch.Tensor:
+        return (torch.rand(n, generator=gen) < p).to(dev)[:, None, None, None]
+
+    def per_image(v: torch.Tensor) -> torch.Tensor:
+        return v[:, None, None]
+
+    # palette: YIQ, the chroma plane turned and scaled (saturation), the luma scaled (contrast)
+    to_yiq = torch.tensor(
+        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], device=dev
+    )
+    yiq = torch.einsum("ij,njhw->nihw", to_yiq, images)
+    angle = u(-0.4, 0.4) * some(0.5)[:, 0, 0, 0]
+    sat, con, bri = per_image(u(0.6, 1.4)), per_image(u(0.75, 1.25)), per_image(u(-0.15, 0.15))
+    c, s = per_image(torch.cos(angle)), per_image(torch.sin(angle))
+    i, q = yiq[:, 1], yiq[:, 2]
+    chroma = [(c * i - s * q) * sat, (s * i + c * q) * sat]
+    yiq = torch.stack([yiq[:, 0] * con + bri, *chroma], 1)
+    x = torch.einsum("ij,njhw->nihw", torch.linalg.inv(to_yiq), yiq)
+    # geometry: one affine map per image, edges replicated
+    rot, shear, scale = u(-0.2, 0.2), u(-0.15, 0.15), u(0.85, 1.2)
+    theta = torch.zeros(n, 2, 3, device=dev)
+    theta[:, 0, 0] = torch.cos(rot) / scale
+    theta[:, 0, 1] = (shear - torch.sin(rot)) / scale
+    theta[:, 1, 0] = torch.sin(rot) / scale
+    theta[:, 1, 1] = torch.cos(rot) / scale
+    theta[:, :, 2] = u(-0.12, 0.12, (n, 2))
+    grid = F_.affine_grid(theta, list(x.shape), align_corners=False)
+    moved = F_.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    x = torch.where(some(0.7), moved, x)
+    # ink: darken along colour edges (an outlined drawing)
+    gray = x.mean(1, keepdim=True)
+    edges = (gray - F_.avg_pool2d(gray, 3, stride=1, padding=1, count_include_pad=False)).abs()
+    ink = x - per_image(u(4.0, 10.0))[:, None] * edges
+    x = torch.where(some(0.3), ink, x)
+    # line weight: a 3x3 minimum thickens dark strokes, a maximum thins them
+    thick = -F_.max_pool2d(-x, 3, stride=1, padding=1)
+    thin = F_.max_pool2d(x, 3, stride=1, padding=1)
+    x = torch.where(some(0.2), 0.5 * (x + thick), x)
+    x = torch.where(some(0.1), 0.5 * (x + thin), x)
+    # crisper edges (unsharp mask), or flat posterized fills
+    blurred = F_.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    x = torch.where(some(0.3), x + per_image(u(0.5, 1.5))[:, None] * (x - blurred), x)
+    levels = per_image(u(4.0, 8.0))[:, None].round()
+    x = torch.where(some(0.15), torch.round((x + 1) / 2 * levels) / levels * 2 - 1, x)
+    return x.clamp(-1, 1)
+
+
 def r1_penalty(D: torch.nn.Module, real: torch.Tensor) -> torch.Tensor:
     """Squared gradient norm of D at the real images (R1), averaged over the batch."""
     real = real.detach().requires_grad_(True)

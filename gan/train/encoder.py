@@ -11,7 +11,13 @@ import torch.nn.functional as F
 
 from stylegate.gan import checkpoint as ckpt
 from stylegate.gan import networks as N
-from stylegate.gan.train.common import psnr_db, r1_penalty, real_batch, recenter_encoder
+from stylegate.gan.train.common import (
+    psnr_db,
+    r1_penalty,
+    real_batch,
+    recenter_encoder,
+    restyle,
+)
 from stylegate.gan.train.trainer import Help, Recipe, Schedule
 
 
@@ -39,6 +45,13 @@ class EncoderConfig:
         float, Help("weight of the adversarial term (the discriminator keeps training)")
     ] = 0.05
     w_latent: Annotated[float, Help("latent regression on G's own samples (known W+)")] = 1.0
+    restyle: Annotated[
+        float,
+        Help(
+            "share of the real renders redrawn as another hand might (palette, geometry, line"
+            " weight: common.restyle) before encoding; D still sees the renders"
+        ),
+    ] = 0.0
     adv_every: Annotated[int, Help("adversarial term and D update every this many iterations")] = 4
     d_lr: float = 4e-4
     r1_gamma: float = 10.0
@@ -104,13 +117,17 @@ class Encoder(Recipe):
     def step(self, it: int, gen: torch.Generator) -> dict[str, float]:
         cfg, G, D, E = self.cfg, self.G, self.D, self.E
         real, _, _ = real_batch(cfg.seed, it, cfg.batch, size=G.resolution, device=self.device)
+        target = real
+        redrawn = round(cfg.restyle * cfg.batch)
+        if redrawn:
+            target = torch.cat([restyle(real[:redrawn], gen), real[redrawn:]])
         w, synth = self._samples(gen)
-        ws = E(torch.cat([real, synth]))
+        ws = E(torch.cat([target, synth]))
         ws_real, ws_synth = ws[: cfg.batch], ws[cfg.batch :]
         rec = G.synthesis(ws_real, "const")  # non-fused: the faster backward pass on CPU
         adversarial = it % cfg.adv_every == 0
-        loss_pix = F.mse_loss(rec, real)
-        loss_feat = F.mse_loss(self.C.features(rec), self.C.features(real))
+        loss_pix = F.mse_loss(rec, target)
+        loss_feat = F.mse_loss(self.C.features(rec), self.C.features(target))
         loss_lat = F.mse_loss(ws_synth, w)
         loss = cfg.w_pix * loss_pix + cfg.w_feat * loss_feat + cfg.w_latent * loss_lat
         if adversarial:

@@ -9,7 +9,9 @@ passed since its first call arrived. Interactive calls are taken before bulk one
 happen in a thread pool, at most ``concurrency`` at a time over all models; a free run slot
 goes to the model whose waiting work is most urgent (interactive before bulk), and a run
 carries at most ``bulk_max_batch`` bulk samples, so an interactive call waits for at most
-one short bulk run however much bulk work is queued (issue 11, finding 4).
+one short bulk run however much bulk work is queued (issue 11, finding 4). For ``pairable``
+models, two full bulk batches waiting together run at once in one slot, each on a narrow
+lane (``run(model, inputs, lane)``, lanes 0 and 1), instead of one after the other.
 
 The run is either blocking (onnxruntime in-process: it executes in a thread pool) or a
 coroutine (a remote server such as Triton: awaited on the loop, told the batch's most urgent
@@ -33,7 +35,8 @@ from stylegate.service import metrics
 from stylegate.service.backends.base import Priority
 from stylegate.service.errors import BackendUnavailable, DeadlineExceeded, OverCapacity
 
-RunFn = Callable[[str, dict[str, np.ndarray]], dict[str, np.ndarray]]
+# model, batched inputs[, lane of a pair] -> batched outputs
+RunFn = Callable[..., dict[str, np.ndarray]]
 # model, batched inputs, the batch's most urgent priority, its latest deadline
 # (time.monotonic(); None when some caller has none) -> batched outputs
 AsyncRunFn = Callable[
@@ -148,6 +151,7 @@ class MicroBatcher:
         concurrency: int = 1,  # runs in flight at once, all models together
         bulk_max_batch: int | None = None,  # bulk samples per run; None = max_batch
         interactive_slots: int = 0,  # runs beyond ``concurrency`` for interactive calls only
+        pairable: Callable[[str], bool] | None = None,  # models whose bulk batches may pair
     ):
         self._run = run
         self._executor = executor
@@ -157,6 +161,7 @@ class MicroBatcher:
         self.max_queue = max_queue
         self.bulk_max_batch = max(1, min(bulk_max_batch or self.max_batch, self.max_batch))
         self._slots = _Gate(max(1, concurrency), max(0, interactive_slots))
+        self._pairable = pairable
         self._queues: dict[str, _ModelQueue] = {}
         self._seq = itertools.count()
         self._closed = False
@@ -246,19 +251,37 @@ class MicroBatcher:
             if not batch:
                 self._slots.release(reserved)
                 continue
+            batches = [batch]
+            if not reserved and self._pair_due(model, queue, batch):
+                batches.append(self._take(queue))
             if not reserved:  # lock-step callers are the bulk ones
-                queue.last_calls = len(batch)
-            started = time.perf_counter()
-            try:
-                run = self._start(model, batch)
-            except Exception as exc:  # noqa: BLE001 - inputs that cannot be merged, say
-                metrics.BACKEND_ERRORS.labels(self._backend, model).inc()
-                _fail(batch, exc)
-                self._slots.release(reserved)
-                continue
-            task = asyncio.create_task(self._finish(model, batch, run, started, reserved))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+                queue.last_calls = sum(len(b) for b in batches)
+            hold = _Hold(self._slots, reserved, len(batches))
+            for i, part in enumerate(batches):
+                lane = i if len(batches) > 1 else None
+                started = time.perf_counter()
+                try:
+                    run = self._start(model, part, lane)
+                except Exception as exc:  # noqa: BLE001 - inputs that cannot be merged, say
+                    metrics.BACKEND_ERRORS.labels(self._backend, model).inc()
+                    _fail(part, exc)
+                    hold.release()
+                    continue
+                task = asyncio.create_task(self._finish(model, part, run, started, hold))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+
+    def _pair_due(self, model: str, queue: _ModelQueue, batch: list[_Call]) -> bool:
+        """Whether ``batch`` runs beside a second one: a pairable model, a blocking run, and
+        ``batch`` and the calls still waiting both a full bulk batch."""
+        if self._pairable is None or self._executor is None or not self._pairable(model):
+            return False
+
+        def bulk(calls: list[_Call]) -> int:
+            return sum(c.size for c in calls if c.priority >= Priority.BULK)
+
+        full = self.bulk_max_batch
+        return bulk(batch) == sum(c.size for c in batch) >= full and bulk(queue.pending()) >= full
 
     def _take(self, queue: _ModelQueue, *, interactive_only: bool = False) -> list[_Call]:
         batch: list[_Call] = []
@@ -282,7 +305,7 @@ class MicroBatcher:
             bulk += call.size if is_bulk else 0
         return batch
 
-    def _start(self, model: str, batch: list[_Call]) -> asyncio.Future:
+    def _start(self, model: str, batch: list[_Call], lane: int | None = None) -> asyncio.Future:
         """Merge the batch's inputs and start its run. A blocking run is in the executor when
         this returns, not behind the callers of the previous batch, who are waking up to
         work out their next calls (an optimizer step each) while it runs."""
@@ -304,7 +327,8 @@ class MicroBatcher:
         self.stats.batch_sizes[model].append(size)
         if self._executor is not None:
             loop = asyncio.get_running_loop()
-            return loop.run_in_executor(self._executor, self._run, model, inputs)
+            lane_args = () if lane is None else (lane,)
+            return loop.run_in_executor(self._executor, self._run, model, inputs, *lane_args)
         # An async run is cancelled once none of its callers waits for it any more (every
         # caller cancelled or timed out: the server's work would be thrown away).
         deadlines = [c.deadline for c in batch]
@@ -326,7 +350,7 @@ class MicroBatcher:
         return run
 
     async def _finish(
-        self, model: str, batch: list[_Call], run: asyncio.Future, started: float, reserved: bool
+        self, model: str, batch: list[_Call], run: asyncio.Future, started: float, hold: _Hold
     ) -> None:
         released = False
         try:
@@ -342,7 +366,7 @@ class MicroBatcher:
                 )
             # The slot first, then the results: the worker waiting for the slot is woken
             # before the callers, so the next batch is under way while they work.
-            self._slots.release(reserved)
+            hold.release()
             released = True
             offset = 0
             for call in batch:
@@ -352,7 +376,19 @@ class MicroBatcher:
                     call.future.set_result(part)
         finally:
             if not released:
-                self._slots.release(reserved)
+                hold.release()
+
+
+class _Hold:
+    """A run slot held by ``runs`` runs (two for a pair): given back when the last ends."""
+
+    def __init__(self, slots: _Gate, reserved: bool, runs: int):
+        self._slots, self._reserved, self._left = slots, reserved, runs
+
+    def release(self) -> None:
+        self._left -= 1
+        if self._left == 0:
+            self._slots.release(self._reserved)
 
 
 def _fail(batch: list[_Call], exc: BaseException) -> None:

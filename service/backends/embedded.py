@@ -30,6 +30,7 @@ class _Model:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     stamp: tuple[str, int, int]  # path, mtime_ns, size: a reload reuses an unchanged file
+    lanes: tuple[ort.InferenceSession, ...] = ()  # narrow sessions for paired runs (or none)
 
 
 def _stamp(path: Path) -> tuple[str, int, int]:
@@ -70,6 +71,13 @@ def _shrink(session: ort.InferenceSession) -> None:
 # (batch-32 Generate 238 -> 294-321 images/s without). docs/design.md.
 SPINNING_NETWORKS = frozenset({"inversion_step", "encoder", "features"})
 
+# Networks whose full bulk batches run two at once, each on a session of half the threads,
+# when two are waiting (concurrent inversions): many small ops scale worse over threads than
+# over batches, so 32 concurrent inversions gain 6-9% on 2 cores, while a batch alone keeps
+# every thread (narrow runs all the time would make one inversion ~30% slower).
+# docs/design.md, "Two narrow runs for two waiting batches".
+PAIRED_NETWORKS = frozenset({"inversion_step"})
+
 
 class EmbeddedBackend:
     name = "embedded"
@@ -85,11 +93,13 @@ class EmbeddedBackend:
         max_queue: int = 1024,  # micro-batcher: waiting calls per model
         bulk_max_batch: int | None = None,  # micro-batcher: bulk samples per run (None: max_batch)
         interactive_slots: int = 1,  # runs beside session_concurrency, interactive calls only
+        narrow_pairs: bool = True,  # PAIRED_NETWORKS: two waiting batches run at once, narrow
     ):
         self._repository = repository
         self._intra_op_threads = intra_op_threads
         self._session_concurrency = max(1, session_concurrency)
         self._interactive_slots = max(0, interactive_slots)
+        self._narrow_pairs = narrow_pairs and intra_op_threads >= 2
         self._batcher_options = {
             "max_batch": max_batch,
             "window_s": batch_window_ms / 1000.0,
@@ -109,8 +119,9 @@ class EmbeddedBackend:
         repo = self._repository
         if not isinstance(repo, RepositoryInfo):
             repo = load_repository(repo)
+        lanes = 2 if self._narrow_pairs else 1
         self._executor = ThreadPoolExecutor(
-            max_workers=self._session_concurrency + self._interactive_slots,
+            max_workers=self._session_concurrency * lanes + self._interactive_slots,
             thread_name_prefix="onnxruntime",
         )
         self._models = await self._open(repo)
@@ -120,6 +131,7 @@ class EmbeddedBackend:
             backend_name=self.name,
             concurrency=self._session_concurrency,
             interactive_slots=self._interactive_slots,
+            pairable=self._pairable,
             **self._batcher_options,
         )
         log.info("embedded backend ready", extra={"models": sorted(self._models)})
@@ -144,7 +156,8 @@ class EmbeddedBackend:
         for model in sorted(grown):
             m = self._models.get(model)
             if m is not None and self._executor is not None:
-                await loop.run_in_executor(self._executor, _shrink, m.session)
+                for session in (m.session, *m.lanes):
+                    await loop.run_in_executor(self._executor, _shrink, session)
 
     async def _open(self, repo: RepositoryInfo) -> dict[str, _Model]:
         """A session for every model of ``repo`` (unchanged files keep theirs), each checked
@@ -172,6 +185,7 @@ class EmbeddedBackend:
                             model,
                             path,
                             network in SPINNING_NETWORKS,
+                            self._narrow_pairs and network in PAIRED_NETWORKS,
                         )
                 session = models[model].session
                 problems += [
@@ -189,9 +203,28 @@ class EmbeddedBackend:
             )
         return models
 
-    def _open_session(self, model: str, path: Path, spinning: bool = True) -> _Model:
+    def _open_session(
+        self, model: str, path: Path, spinning: bool = True, lanes: bool = False
+    ) -> _Model:
+        """The model's session, and with ``lanes`` two more of half the threads each."""
+        try:
+            stamp = _stamp(path)
+        except OSError as exc:
+            raise BackendUnavailable(f"model {model}: cannot load {path}: {exc}") from None
+        session = self._session(model, path, self._intra_op_threads, spinning)
+        narrow = self._intra_op_threads // 2
+        return _Model(
+            session=session,
+            inputs=tuple(i.name for i in session.get_inputs()),
+            outputs=tuple(o.name for o in session.get_outputs()),
+            stamp=stamp,
+            lanes=tuple(self._session(model, path, narrow, spinning) for _ in range(2 * lanes)),
+        )
+
+    @staticmethod
+    def _session(model: str, path: Path, threads: int, spinning: bool) -> ort.InferenceSession:
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self._intra_op_threads
+        options.intra_op_num_threads = threads
         options.log_severity_level = 3  # errors only: exporters leave harmless unused initializers
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -199,24 +232,25 @@ class EmbeddedBackend:
         if not spinning:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            stamp = _stamp(path)
-            session = ort.InferenceSession(
+            return ort.InferenceSession(
                 str(path), sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own hierarchy
             raise BackendUnavailable(f"model {model}: cannot load {path}: {exc}") from None
-        return _Model(
-            session=session,
-            inputs=tuple(i.name for i in session.get_inputs()),
-            outputs=tuple(o.name for o in session.get_outputs()),
-            stamp=stamp,
-        )
 
-    def _run_batch(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _pairable(self, model: str) -> bool:
+        m = self._models.get(model)
+        return m is not None and bool(m.lanes)
+
+    def _run_batch(
+        self, model: str, inputs: dict[str, np.ndarray], lane: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """One run: on the model's session, or on narrow session ``lane`` of a pair."""
         m = self._models[model]
         if next(iter(inputs.values())).shape[0] > 1:
             self._grown.add(model)
-        results = m.session.run(None, {name: inputs[name] for name in m.inputs})
+        session = m.session if lane is None else m.lanes[lane]
+        results = session.run(None, {name: inputs[name] for name in m.inputs})
         # Copies: onnxruntime's outputs live in the session's arena, and a view kept by a
         # caller (an inversion's best image) would pin that region past release_memory.
         return {name: np.array(r, copy=True) for name, r in zip(m.outputs, results)}
