@@ -36,7 +36,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from stylegate.export import triton_config
-from stylegate.service.backends.embedded import SPINNING_NETWORKS
+from stylegate.service.backends.embedded import PAIRED_NETWORKS, SPINNING_NETWORKS
 from stylegate.service.errors import BackendUnavailable
 from stylegate.service.metadata import load_repository
 from stylegate.service.signatures import METADATA_FILE, SIGNATURES
@@ -115,6 +115,7 @@ def cpu_flavour_config(
     network: str | None = None,
     dims: Mapping[str, int] | None = None,
     parameters: Mapping[str, str] | None = None,
+    min_instances: int = 1,
 ) -> str:
     """The python-backend twin of a production ``config.pbtxt`` (``text``).
 
@@ -123,7 +124,8 @@ def cpu_flavour_config(
     ``dims`` are known and that rendering has the production inputs and outputs.
     Otherwise (a repository written by other means, or hand-edited) the production config
     itself is converted: backend -> python, GPU instances -> CPU, accelerators dropped.
-    Either way: priority levels added when missing (the gateway sends two).
+    Either way: priority levels added when missing (the gateway sends two), and at least
+    ``min_instances`` model instances.
     """
     production = text_format.Parse(text, model_config_pb2.ModelConfig())
     config = None
@@ -160,6 +162,11 @@ def cpu_flavour_config(
             group.ClearField("gpus")
         for key, value in (parameters or {}).items():
             config.parameters[key].string_value = value
+    if sum(g.count for g in config.instance_group) < min_instances:
+        del config.instance_group[:]
+        config.instance_group.add(
+            count=min_instances, kind=model_config_pb2.ModelInstanceGroup.KIND_CPU
+        )
     if config.HasField("dynamic_batching") and config.dynamic_batching.priority_levels == 0:
         config.dynamic_batching.priority_levels = PRIORITY_LEVELS
         config.dynamic_batching.default_priority_level = DEFAULT_PRIORITY_LEVEL
@@ -184,11 +191,18 @@ def build_cpu_repository(source: Path, dest: Path, *, intra_op_threads: int = 0)
         out.mkdir()
         network, dims = networks.get(model_dir.name, (None, None))
         text = (model_dir / CONFIG_FILE).read_text()
-        own = dict(parameters)
+        own, instances = dict(parameters), 1
         if network not in SPINNING_NETWORKS:  # as the embedded backend's sessions
             own["allow_spinning"] = "0"
+        if network in PAIRED_NETWORKS and intra_op_threads >= 2:
+            # as the embedded backend's narrow lanes: two instances, each half the threads
+            # (with the gateway's small step requests, docs/design.md "Small batches of the
+            # inversion step")
+            own["intra_op_threads"], instances = str(intra_op_threads // 2), 2
         (out / CONFIG_FILE).write_text(
-            cpu_flavour_config(text, network=network, dims=dims, parameters=own)
+            cpu_flavour_config(
+                text, network=network, dims=dims, parameters=own, min_instances=instances
+            )
         )
         for entry in model_dir.iterdir():
             if entry.name == CONFIG_FILE:

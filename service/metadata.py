@@ -120,6 +120,10 @@ class RepositoryInfo:
     def served_models(self) -> set[str]:
         return {m for g in self.generators.values() for m in g.models.values()}
 
+    def models_of(self, network: str) -> set[str]:
+        """The served models that are ``network`` (e.g. every generator's inversion step)."""
+        return {g.models[network] for g in self.generators.values() if network in g.models}
+
     def model_path(self, model: str) -> Path:
         return self.root / model / "1" / "model.onnx"
 

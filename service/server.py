@@ -41,6 +41,7 @@ def make_backend(settings: Settings, repository: RepositoryInfo) -> Backend:
             batch_window_ms=settings.batch_window_ms,
             max_queue=settings.max_queue,
             bulk_max_batch=settings.bulk_max_batch,
+            step_bulk_max_batch=settings.step_bulk_max_batch or None,
             interactive_slots=settings.interactive_run_slots,
             narrow_pairs=settings.narrow_pairs,
         )
@@ -62,6 +63,7 @@ def make_backend(settings: Settings, repository: RepositoryInfo) -> Backend:
             batch_window_ms=settings.batch_window_ms,
             max_queue=settings.max_queue,
             bulk_max_batch=settings.bulk_max_batch,
+            step_bulk_max_batch=settings.triton_step_bulk_max_batch or None,
             max_in_flight=settings.triton_max_in_flight,
             interactive_slots=settings.interactive_run_slots,
         )

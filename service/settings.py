@@ -40,9 +40,13 @@ class Settings:
     triton_call_timeout_s: float = 10.0
     # requests out to Triton at once, all models together, besides interactive_run_slots (the
     # micro-batcher below merges the gateway's calls into them; Triton's dynamic batcher
-    # merges several gateways'). 1 matches the embedded backend on a CPU Triton; raise it for
-    # a GPU Triton, where Triton merging concurrent requests into larger batches pays.
-    triton_max_in_flight: int = 1
+    # merges several gateways'). 2 suits a CPU Triton with two instances of the step (the
+    # local one, ops/triton_local.py); raise it for a GPU Triton, where Triton merging
+    # concurrent requests into larger batches pays.
+    triton_max_in_flight: int = 2
+    # bulk samples per Triton request of the inversion step (0: bulk_max_batch): 4 on a CPU
+    # Triton (docs/design.md, "Small batches of the inversion step"); 0 for a GPU Triton
+    triton_step_bulk_max_batch: int = 4
 
     # embedded backend
     intra_op_threads: int = 2  # onnxruntime threads per session run
@@ -50,6 +54,10 @@ class Settings:
     # two full bulk batches of the inversion step waiting together run at once, each on a
     # session of half the threads (service/backends/embedded.py, PAIRED_NETWORKS)
     narrow_pairs: bool = True
+    # bulk samples per run of the inversion step (0: bulk_max_batch). On 2 CPU cores the step
+    # runs fastest in batches of 2, each on one thread (docs/design.md, "Small batches of the
+    # inversion step"); raise it with intra_op_threads on larger machines.
+    step_bulk_max_batch: int = 2
 
     # micro-batcher, both backends (service/backends/batcher.py)
     # further runs for interactive calls only: a Generate runs beside a bulk run (inversion

@@ -16,6 +16,8 @@ from stylegate.service.backends.base import Priority
 from stylegate.service.backends.batcher import MicroBatcher
 from stylegate.service.backends.embedded import EmbeddedBackend
 from stylegate.service.errors import BackendUnavailable, DeadlineExceeded, OverCapacity
+from stylegate.service.server import make_backend
+from stylegate.service.settings import Settings
 
 
 def elementwise(model, inputs):
@@ -240,6 +242,47 @@ def test_two_full_bulk_batches_run_at_once_on_the_two_lanes():
     assert interactive == [("step", None, 8)]
 
 
+def test_a_model_bulk_limit_sizes_that_models_bulk_runs_only():
+    """``model_bulk_max_batch`` caps the bulk runs of the models it gives a limit for (and is
+    the size of a full batch for pairing); other models keep ``bulk_max_batch``, and
+    interactive runs are not capped by either."""
+    runs = []
+    lock = threading.Lock()
+
+    def run_fn(model, inputs, lane=None):
+        time.sleep(0.01)
+        with lock:
+            runs.append((model, len(inputs["x"]), lane))
+        return {"y": inputs["x"] + 1}
+
+    async def scenario(model, priority):
+        runs.clear()
+        with ThreadPoolExecutor(3) as pool:
+            batcher = MicroBatcher(
+                run_fn,
+                pool,
+                bulk_max_batch=4,
+                model_bulk_max_batch={"step": 2}.get,
+                window_s=0.05,
+                pairable=lambda m: m == "step",
+            )
+            assert (batcher.bulk_limit("step"), batcher.bulk_limit("gen")) == (2, 4)
+            xs = [np.full((1, 1), i, np.float32) for i in range(8)]
+            outs = await asyncio.gather(
+                *(batcher.submit(model, {"x": x}, priority=priority) for x in xs)
+            )
+            await batcher.close()
+        for x, out in zip(xs, outs):
+            np.testing.assert_array_equal(out["y"], x + 1)
+        return sorted(runs, key=lambda r: (r[1], r[2] is None, r[2]))
+
+    step = asyncio.run(scenario("step", Priority.BULK))
+    assert [size for _, size, _ in step] == [2, 2, 2, 2]
+    assert sorted(lane for _, _, lane in step) == [0, 0, 1, 1]  # two pairs of two
+    assert [size for _, size, _ in asyncio.run(scenario("gen", Priority.BULK))] == [4, 4]
+    assert asyncio.run(scenario("step", Priority.INTERACTIVE)) == [("step", 8, None)]
+
+
 def test_queue_limit_timeout_and_close():
     async def run(batcher):
         slow = [
@@ -336,6 +379,31 @@ def test_embedded_backend_pairs_bulk_steps_on_narrow_sessions_with_the_same_resu
     for a, b in zip(alone, together):
         for name in ("loss", "loss_terms", "grad", "image"):
             np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_the_step_bulk_limit_setting_reaches_the_embedded_batcher(onnx_repo):
+    """``step_bulk_max_batch`` sizes the embedded inversion step's bulk runs (default 2),
+    ``triton_step_bulk_max_batch`` its Triton requests; 0 leaves the step at
+    ``bulk_max_batch`` like every other model."""
+    _, repo = onnx_repo
+
+    async def limits(env):
+        backend = make_backend(Settings.load(env=env), repo)
+        await backend.load()
+        limit = backend.batcher.bulk_limit
+        try:
+            return limit("inversion_step"), limit("synthesis")
+        finally:
+            await backend.close()
+
+    assert asyncio.run(limits({})) == (2, Settings().bulk_max_batch)
+    assert asyncio.run(limits({"STYLEGATE_STEP_BULK_MAX_BATCH": "3"}))[0] == 3
+    off = {"STYLEGATE_STEP_BULK_MAX_BATCH": "0", "STYLEGATE_BULK_MAX_BATCH": "5"}
+    assert asyncio.run(limits(off)) == (5, 5)
+    # the Triton backend's own setting (4: a CPU Triton; 0 for a GPU one)
+    step = min(repo.models_of("inversion_step"))
+    triton = make_backend(Settings.load(env={"STYLEGATE_BACKEND": "triton"}), repo)
+    assert (triton._bulk_limit(step), triton._bulk_limit("synthesis")) == (4, None)
 
 
 def test_embedded_backend_missing_model_is_unavailable(onnx_repo, tmp_path):

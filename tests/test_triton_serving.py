@@ -155,6 +155,21 @@ def test_cpu_flavour_keeps_names_tensors_and_batching(repository, tmp_path):
     assert not (repository.root / models[0] / "1" / "model.py").exists()
 
 
+def test_cpu_flavour_gives_the_step_two_narrow_instances(repository, tmp_path):
+    """As the embedded backend's narrow lanes: with 2 threads the inversion step gets two
+    instances of one thread each; every other model one instance of both threads."""
+    build_cpu_repository(repository.root, tmp_path / "cpu", intra_op_threads=2)
+    steps = repository.models_of("inversion_step")
+    assert steps
+    for model in repository.served_models:
+        flavour = text_format.Parse(
+            (tmp_path / "cpu" / model / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
+        )
+        instances = sum(g.count for g in flavour.instance_group)
+        threads = flavour.parameters["intra_op_threads"].string_value
+        assert (instances, threads) == ((2, "1") if model in steps else (1, "2")), model
+
+
 # ---------------------------------------------------------------------------------------
 # served outputs
 

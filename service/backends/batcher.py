@@ -150,6 +150,8 @@ class MicroBatcher:
         max_queue: int = 1024,  # waiting calls per model before OverCapacity
         concurrency: int = 1,  # runs in flight at once, all models together
         bulk_max_batch: int | None = None,  # bulk samples per run; None = max_batch
+        # a model's own bulk samples per run, None for bulk_max_batch (asked at each run)
+        model_bulk_max_batch: Callable[[str], int | None] | None = None,
         interactive_slots: int = 0,  # runs beyond ``concurrency`` for interactive calls only
         pairable: Callable[[str], bool] | None = None,  # models whose bulk batches may pair
     ):
@@ -160,6 +162,7 @@ class MicroBatcher:
         self.window_s = max(0.0, window_s)
         self.max_queue = max_queue
         self.bulk_max_batch = max(1, min(bulk_max_batch or self.max_batch, self.max_batch))
+        self._model_bulk_max_batch = model_bulk_max_batch
         self._slots = _Gate(max(1, concurrency), max(0, interactive_slots))
         self._pairable = pairable
         self._queues: dict[str, _ModelQueue] = {}
@@ -246,14 +249,15 @@ class MicroBatcher:
                 except TimeoutError:
                     break
             reserved = await self._slots.acquire(queue.urgency)
-            batch = self._take(queue, interactive_only=reserved)
+            limit = self.bulk_limit(model)
+            batch = self._take(queue, limit, interactive_only=reserved)
             metrics.BACKEND_QUEUE_DEPTH.labels(model).set(len(queue.heap))
             if not batch:
                 self._slots.release(reserved)
                 continue
             batches = [batch]
-            if not reserved and self._pair_due(model, queue, batch):
-                batches.append(self._take(queue))
+            if not reserved and self._pair_due(model, queue, batch, limit):
+                batches.append(self._take(queue, limit))
             if not reserved:  # lock-step callers are the bulk ones
                 queue.last_calls = sum(len(b) for b in batches)
             hold = _Hold(self._slots, reserved, len(batches))
@@ -271,19 +275,25 @@ class MicroBatcher:
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
 
-    def _pair_due(self, model: str, queue: _ModelQueue, batch: list[_Call]) -> bool:
+    def bulk_limit(self, model: str) -> int:
+        """Bulk samples per run of ``model``."""
+        own = self._model_bulk_max_batch(model) if self._model_bulk_max_batch else None
+        return self.bulk_max_batch if own is None else max(1, min(own, self.max_batch))
+
+    def _pair_due(self, model: str, queue: _ModelQueue, batch: list[_Call], full: int) -> bool:
         """Whether ``batch`` runs beside a second one: a pairable model, a blocking run, and
-        ``batch`` and the calls still waiting both a full bulk batch."""
+        ``batch`` and the calls still waiting both a full bulk batch (``full`` samples)."""
         if self._pairable is None or self._executor is None or not self._pairable(model):
             return False
 
         def bulk(calls: list[_Call]) -> int:
             return sum(c.size for c in calls if c.priority >= Priority.BULK)
 
-        full = self.bulk_max_batch
         return bulk(batch) == sum(c.size for c in batch) >= full and bulk(queue.pending()) >= full
 
-    def _take(self, queue: _ModelQueue, *, interactive_only: bool = False) -> list[_Call]:
+    def _take(
+        self, queue: _ModelQueue, bulk_limit: int, *, interactive_only: bool = False
+    ) -> list[_Call]:
         batch: list[_Call] = []
         total = bulk = 0
         while queue.heap:
@@ -295,8 +305,7 @@ class MicroBatcher:
             if is_bulk and interactive_only:
                 break  # the heap is in priority order: only bulk calls are left
             if batch and (
-                total + call.size > self.max_batch
-                or (is_bulk and bulk + call.size > self.bulk_max_batch)
+                total + call.size > self.max_batch or (is_bulk and bulk + call.size > bulk_limit)
             ):
                 break
             heapq.heappop(queue.heap)

@@ -92,6 +92,7 @@ class EmbeddedBackend:
         batch_window_ms: float = 2.0,  # micro-batcher: how long a batch waits for more calls
         max_queue: int = 1024,  # micro-batcher: waiting calls per model
         bulk_max_batch: int | None = None,  # micro-batcher: bulk samples per run (None: max_batch)
+        step_bulk_max_batch: int | None = None,  # ... of the inversion step (None: bulk_max_batch)
         interactive_slots: int = 1,  # runs beside session_concurrency, interactive calls only
         narrow_pairs: bool = True,  # PAIRED_NETWORKS: two waiting batches run at once, narrow
     ):
@@ -106,6 +107,8 @@ class EmbeddedBackend:
             "max_queue": max_queue,
             "bulk_max_batch": bulk_max_batch,
         }
+        self._step_bulk_max_batch = step_bulk_max_batch
+        self._steps: set[str] = set()  # the served inversion-step models
         self._models: dict[str, _Model] = {}
         self._grown: set[str] = set()  # models whose arena grew past a batch of 1
         self._executor: ThreadPoolExecutor | None = None
@@ -125,6 +128,7 @@ class EmbeddedBackend:
             thread_name_prefix="onnxruntime",
         )
         self._models = await self._open(repo)
+        self._steps = repo.models_of("inversion_step")
         self.batcher = MicroBatcher(
             self._run_batch,
             self._executor,
@@ -132,6 +136,7 @@ class EmbeddedBackend:
             concurrency=self._session_concurrency,
             interactive_slots=self._interactive_slots,
             pairable=self._pairable,
+            model_bulk_max_batch=self._bulk_limit,
             **self._batcher_options,
         )
         log.info("embedded backend ready", extra={"models": sorted(self._models)})
@@ -141,6 +146,7 @@ class EmbeddedBackend:
             raise BackendUnavailable("embedded backend is not loaded")
         models = await self._open(repository)  # raises before anything is replaced
         self._models = models
+        self._steps = repository.models_of("inversion_step")
         log.info("embedded backend reloaded", extra={"models": sorted(models)})
 
     async def refresh_metrics(self) -> None:
@@ -237,6 +243,11 @@ class EmbeddedBackend:
             )
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own hierarchy
             raise BackendUnavailable(f"model {model}: cannot load {path}: {exc}") from None
+
+    def _bulk_limit(self, model: str) -> int | None:
+        if not self._step_bulk_max_batch or model not in self._steps:
+            return None
+        return self._step_bulk_max_batch
 
     def _pairable(self, model: str) -> bool:
         m = self._models.get(model)

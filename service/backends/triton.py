@@ -183,6 +183,7 @@ class TritonBackend:
         batch_window_ms: float = 2.0,  # micro-batcher: how long a batch waits for more calls
         max_queue: int = 1024,  # micro-batcher: waiting calls per model
         bulk_max_batch: int | None = None,  # micro-batcher: bulk samples per request
+        step_bulk_max_batch: int | None = None,  # ... of the inversion step (None: bulk_max_batch)
         max_in_flight: int = 1,  # requests out at once, all models together
         interactive_slots: int = 1,  # further requests for interactive calls only
     ):
@@ -210,6 +211,7 @@ class TritonBackend:
             "concurrency": max_in_flight,
             "interactive_slots": interactive_slots,
         }
+        self._step_bulk_max_batch = step_bulk_max_batch
         self.batcher: MicroBatcher | None = None  # made by load(), in the serving loop
 
     # -- protocol ---------------------------------------------------------------------
@@ -226,7 +228,11 @@ class TritonBackend:
         await self._serve(repo)
         if self.batcher is None:
             self.batcher = MicroBatcher(
-                self._send, None, backend_name=self.name, **self._batcher_options
+                self._send,
+                None,
+                backend_name=self.name,
+                model_bulk_max_batch=self._bulk_limit,
+                **self._batcher_options,
             )
         self._loaded = True
         self._available = True
@@ -240,6 +246,12 @@ class TritonBackend:
         await self._serve(repository)
         self._repository = repository
         log.info("triton backend reloaded", extra={"models": sorted(self._expected)})
+
+    def _bulk_limit(self, model: str) -> int | None:
+        repo = self._repository
+        if not self._step_bulk_max_batch or not isinstance(repo, RepositoryInfo):
+            return None
+        return self._step_bulk_max_batch if model in repo.models_of("inversion_step") else None
 
     async def _serve(self, repo: RepositoryInfo) -> None:
         """Expect ``repo``'s models from now on once Triton serves every one of them as the
