@@ -8,7 +8,8 @@ inversions, come back together: no need to sit out the window), or (c) ``window_
 passed since its first call arrived. Interactive calls are taken before bulk ones. Runs
 happen in a thread pool, at most ``concurrency`` at a time over all models; a free run slot
 goes to the model whose waiting work is most urgent (interactive before bulk), and a run
-carries at most ``bulk_max_batch`` bulk samples, so an interactive call waits for at most
+carries at most ``bulk_max_batch`` bulk samples (or the model's own limit,
+``model_bulk_max_batch``), so an interactive call waits for at most
 one short bulk run however much bulk work is queued (issue 11, finding 4). For ``pairable``
 models, two full bulk batches waiting together run at once in one slot, each on a narrow
 lane (``run(model, inputs, lane)``, lanes 0 and 1), instead of one after the other.
