@@ -5,8 +5,11 @@
 Figures:
 - classifier: per-attribute accuracy and yaw MAE on held-out renders;
 - generator: KID between generated and rendered images in the classifier's embedding
-  (x1000, lower is better), and how confidently the classifier labels generated faces
-  compared with real renders;
+  (x1000, lower is better; for three draws of z, the first the figure of record), and how
+  confidently the classifier labels generated faces compared with real renders; two
+  references: real renders against other real renders (the floor), and the synthesis
+  network drawing the encoder's codes of other real renders, one w per face as the mapping
+  draws them (what a mapping network that matched the codes' distribution would reach);
 - encoder: encoder-only reconstruction PSNR on held-out renders, and the fraction of
   attributes the reconstruction keeps (classifier on input vs on reconstruction).
 """
@@ -77,13 +80,22 @@ def classifier_quality(C, images: torch.Tensor, labels: np.ndarray, yaw: np.ndar
     }
 
 
+# Seeds of the z draws behind the KID figures: the first is the figure of record (the only
+# one before 2026-12-03); the others show how far a draw of n faces moves it.
+Z_DRAW_SEEDS = (7, 8, 9)
+
+
 @torch.no_grad()
-def generator_quality(G, C, real: torch.Tensor, *, n: int, psi: float = 1.0) -> dict:
-    gen = torch.Generator().manual_seed(7)
-    z = torch.randn(n, G.z_dim, generator=gen)
-    fake = _batched(lambda zz: G.synthesis(G.ws(zz, psi=psi), "const"), z)
+def generator_quality(
+    G, C, real: torch.Tensor, *, n: int, psi: float = 1.0, draws: int = len(Z_DRAW_SEEDS)
+) -> dict:
     fr = _batched(C.embed, real).numpy()
-    ff = _batched(C.embed, fake).numpy()
+    kids, fake = [], None
+    for seed in Z_DRAW_SEEDS[: max(1, draws)]:
+        z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed))
+        images = _batched(lambda zz: G.synthesis(G.ws(zz, psi=psi), "const"), z)
+        kids.append(round(kid(fr, _batched(C.embed, images).numpy()) * 1000, 3))
+        fake = images if fake is None else fake
     nb = C.num_binary
 
     def confidence(x):
@@ -91,7 +103,8 @@ def generator_quality(G, C, real: torch.Tensor, *, n: int, psi: float = 1.0) -> 
         return float(torch.maximum(p, 1 - p).mean())
 
     return {
-        "kid_x1000": round(kid(fr, ff) * 1000, 3),
+        "kid_x1000": kids[0],
+        "kid_x1000_draws": kids,
         "classifier_confidence_generated": round(confidence(fake), 4),
         "classifier_confidence_real": round(confidence(real), 4),
         "attribute_rates_generated": {
@@ -99,6 +112,17 @@ def generator_quality(G, C, real: torch.Tensor, *, n: int, psi: float = 1.0) -> 
             for a, v in zip(data.ATTRIBUTES, (_batched(C, fake)[:, :nb] > 0).float().mean(0))
         },
     }
+
+
+@torch.no_grad()
+def encoded_codes_kid(G, E, C, real: torch.Tensor, other: torch.Tensor) -> float:
+    """KID x1000 of the synthesis drawing one w per face of ``other`` (the encoder's W+
+    code averaged over its layers, so every layer gets the same w, as the mapping network's
+    samples do) against ``real``: the generator with its mapping network replaced by the
+    distribution of real faces' codes."""
+    codes = _batched(lambda x: E(x).mean(1, keepdim=True).expand(-1, E.num_ws, -1), other)
+    drawn = _batched(lambda w: G.synthesis(w.contiguous(), "const"), codes)
+    return round(kid(_batched(C.embed, real).numpy(), _batched(C.embed, drawn).numpy()) * 1000, 3)
 
 
 @torch.no_grad()
@@ -138,6 +162,7 @@ def measure(
     if "encoder" in shipped:
         E = ckpt.encoder_from(shipped["encoder"])
         report["encoder"] = encoder_quality(G, E, C, real)
+        report["generator"]["kid_x1000_encoded_codes"] = encoded_codes_kid(G, E, C, real, other_t)
     return report
 
 

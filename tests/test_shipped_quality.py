@@ -86,6 +86,10 @@ def test_quality_script_figures():
     gen = report["generator"]
     assert gen["kid_x1000"] < MAX_KID_X1000, gen
     assert gen["kid_x1000"] > gen["kid_x1000_real_vs_real"] - 5.0  # sanity: the floor is below
+    assert gen["kid_x1000_draws"][0] == gen["kid_x1000"] and len(gen["kid_x1000_draws"]) == 3
+    # the synthesis drawing real faces' codes (n=200: -7 against 75 for the mapping's samples;
+    # an encoder for another generator draws faces far from these)
+    assert gen["kid_x1000_encoded_codes"] < MAX_KID_X1000, gen
     enc = report["encoder"]
     assert enc["psnr_db"] >= MIN_ENCODER_PSNR, enc
     assert enc["attributes_kept_mean"] >= MIN_ATTRIBUTES_KEPT, enc
