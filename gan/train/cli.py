@@ -72,10 +72,16 @@ for _recipe in RECIPES.values():
 @cli.command()
 @click.option("--run", type=click.Path(path_type=Path, file_okay=False), required=True)
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True)
-def ship(run: Path, out: Path) -> None:
+@click.option(
+    "--mapping-only",
+    is_flag=True,
+    help="replace only the mapping network of OUT's generator by the run's (a generator "
+    "sharing the base's latent space, such as the transfer model)",
+)
+def ship(run: Path, out: Path, mapping_only: bool) -> None:
     """Write a compact fp16 checkpoint from a run's state (adds to OUT if it exists)."""
     try:
-        out = ship_run(run, out)
+        out = ship_run(run, out, mapping_only=mapping_only)
     except ConfigError as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")

@@ -1,5 +1,6 @@
 """The adversarial recipe: non-saturating loss, lazy R1, style mixing; optionally the encoder
-trained jointly (``--joint-encoder``); ``--init`` fine-tunes a shipped generator."""
+trained jointly (``--joint-encoder``); ``--init`` fine-tunes a shipped generator, and
+``--train mapping`` only its mapping network (the synthesis frozen)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from stylegate.gan import checkpoint as ckpt
 from stylegate.gan import data
 from stylegate.gan import networks as N
 from stylegate.gan.train.common import D_CHANNELS, r1_penalty, real_batch, recenter_encoder
-from stylegate.gan.train.trainer import EMA, Help, Recipe, Schedule
+from stylegate.gan.train.trainer import EMA, ConfigError, Help, Recipe, Schedule
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -35,6 +36,17 @@ class GanConfig:
     joint_encoder: Annotated[
         Path | None,
         Help("classifier checkpoint: train the encoder jointly (reconstructing real renders)"),
+    ] = None
+    train: Annotated[
+        str,
+        Help(
+            "which networks learn: all, or mapping (the synthesis frozen; samples drawn as "
+            "served: one w per image, constant noise, no style mixing)",
+            choices=("all", "mapping"),
+        ),
+    ] = "all"
+    mapping_lr: Annotated[
+        float | None, Help("the mapping network's learning rate (default: lr)")
     ] = None
 
 
@@ -62,6 +74,8 @@ class Gan(Recipe):
 
     def __init__(self, cfg: GanConfig, *, device: torch.device):
         super().__init__(cfg, device=device)
+        if cfg.train == "mapping" and (cfg.init is None or cfg.joint_encoder is not None):
+            raise ConfigError("--train mapping fine-tunes the mapping of --init's generator alone")
         if cfg.init is not None:
             src = ckpt.load(cfg.init)
             G = ckpt.generator_from(src["G_ema"]).train().requires_grad_(True)
@@ -73,16 +87,21 @@ class Gan(Recipe):
         self.G, self.D = G.to(device), D.to(device)
         self.G_ema = copy.deepcopy(G).eval().requires_grad_(False)
         c = cfg.r1_every / (cfg.r1_every + 1)  # lazy-regularization correction of Adam's settings
-        mapping = list(G.mapping.parameters())
-        other = [p for n, p in G.named_parameters() if not n.startswith("mapping.")]
-        betas = (0.0, 0.99)
-        opt_g = torch.optim.Adam(
-            [{"params": other}, {"params": mapping}], lr=cfg.lr, betas=betas, eps=1e-8
-        )
+        mapping_lr = cfg.lr if cfg.mapping_lr is None else cfg.mapping_lr
+        groups = [{"params": list(G.mapping.parameters()), "lr": mapping_lr}]
+        if cfg.train == "mapping":
+            G.synthesis.requires_grad_(False)
+        else:
+            other = [p for n, p in G.named_parameters() if not n.startswith("mapping.")]
+            groups.insert(0, {"params": other})
+        opt_g = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.0, 0.99), eps=1e-8)
         opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr * c, betas=(0.0, 0.99**c), eps=1e-8)
         self.resumable = {"G": G, "D": D, "G_ema": self.G_ema, "opt_g": opt_g, "opt_d": opt_d}
         self.opt_g, self.opt_d = opt_g, opt_d
-        self.schedules = [Schedule(opt_g, cfg.lr), Schedule(opt_d, cfg.lr * c)]
+        self.schedules = [
+            Schedule(opt_g, tuple(g.get("lr", cfg.lr) for g in groups)),
+            Schedule(opt_d, cfg.lr * c),
+        ]
         self.ema = EMA(G, self.G_ema, kimg=cfg.ema_kimg)
         self.total = math.ceil(cfg.kimg * 1000 / cfg.batch)
         self.joint = None
@@ -129,11 +148,12 @@ class Gan(Recipe):
         z = torch.randn(b, G.z_dim, generator=gen).to(self.device)
         w = G.mapping(z, update_w_avg=True)
         ws = w[:, None].expand(-1, G.num_ws, -1)
-        if torch.rand((), generator=gen).item() < cfg.mixing_prob:
+        mapping_only = cfg.train == "mapping"
+        if not mapping_only and torch.rand((), generator=gen).item() < cfg.mixing_prob:
             cut = int(torch.randint(1, G.num_ws, (), generator=gen))
             w2 = G.mapping(torch.randn(b, G.z_dim, generator=gen).to(self.device))
             ws = torch.cat([ws[:, :cut], w2[:, None].expand(-1, G.num_ws - cut, -1)], dim=1)
-        fake = G.synthesis(ws, "random")
+        fake = G.synthesis(ws, "const" if mapping_only else "random")
 
         D.requires_grad_(False)
         loss_g = F.softplus(-D(fake)).mean()
@@ -180,5 +200,28 @@ def pack_generator(state: dict[str, Any], shipped: dict[str, Any]) -> dict[str, 
     shipped["kimg"] = state["it"] * state["config"]["batch"] / 1000
     if "E" in state:
         E = ckpt.encoder_from({"config": state["E_config"], "state_dict": state["E"]})
+        shipped["encoder"] = ckpt.pack_module(E)
+    elif "encoder" in shipped:  # OUT's own encoder: same outputs, centred on the new w_avg
+        E = ckpt.encoder_from(shipped["encoder"])
+        recenter_encoder(E, G.mapping.w_avg)
+        shipped["encoder"] = ckpt.pack_module(E)
+    return shipped
+
+
+def pack_mapping(state: dict[str, Any], shipped: dict[str, Any]) -> dict[str, Any]:
+    """Only the run's mapping network into OUT's generator (and OUT's encoder recentred):
+    for a generator that shares the base's latent space, such as the transfer model."""
+    if "G_ema" not in state or "G_ema" not in shipped:
+        raise ConfigError("--mapping-only needs a run with a generator and OUT with one")
+    source = ckpt.generator_from({"config": state["G_config"], "state_dict": state["G_ema"]})
+    G = ckpt.generator_from(shipped["G_ema"])
+    try:
+        G.mapping.load_state_dict(source.mapping.state_dict())
+    except RuntimeError as err:
+        raise ConfigError(f"the run's mapping does not fit OUT's generator: {err}") from None
+    shipped["G_ema"] = ckpt.pack_module(G)
+    if "encoder" in shipped:
+        E = ckpt.encoder_from(shipped["encoder"])
+        recenter_encoder(E, G.mapping.w_avg)
         shipped["encoder"] = ckpt.pack_module(E)
     return shipped

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from stylegate.gan import checkpoint as ckpt
+from stylegate.gan.train.gan import pack_mapping
 from stylegate.gan.train.recipes import RECIPES
 from stylegate.gan.train.trainer import ConfigError
 
 
-def ship(run: Path, out: Path) -> Path:
-    """Add what the run's recipe ships to ``out`` (created if missing, other entries kept)."""
+def ship(run: Path, out: Path, *, mapping_only: bool = False) -> Path:
+    """Add what the run's recipe ships to ``out`` (created if missing, other entries kept);
+    ``mapping_only``: replace only the mapping network of ``out``'s generator by the run's."""
     path = Path(run) / "state.pt"
     if not path.exists():
         raise ConfigError(f"{run}: no state.pt (not a run directory)")
@@ -23,5 +25,6 @@ def ship(run: Path, out: Path) -> Path:
         )
     out = Path(out)
     shipped = ckpt.load(out) if out.exists() else {}
-    ckpt.atomic_save(RECIPES[name].pack(state, shipped), out)
+    packed = pack_mapping(state, shipped) if mapping_only else RECIPES[name].pack(state, shipped)
+    ckpt.atomic_save(packed, out)
     return out

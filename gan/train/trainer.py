@@ -46,16 +46,19 @@ def cosine(progress: float, *, floor: float = 0.0) -> float:
 @dataclasses.dataclass
 class Schedule:
     """One optimizer's learning rate: constant, or cosine-decayed to ``decay_to`` x ``lr``.
-    Set before every step, so a resumed run takes the learning rate it is given now."""
+    Set before every step, so a resumed run takes the learning rate it is given now. ``lr``
+    is one rate for every parameter group, or one per group."""
 
     opt: torch.optim.Optimizer
-    lr: float
+    lr: float | tuple[float, ...]
     decay_to: float | None = None  # None: constant
 
     def apply(self, progress: float) -> None:
-        lr = self.lr if self.decay_to is None else self.lr * cosine(progress, floor=self.decay_to)
-        for group in self.opt.param_groups:
-            group["lr"] = lr
+        factor = 1.0 if self.decay_to is None else cosine(progress, floor=self.decay_to)
+        groups = self.opt.param_groups
+        rates = self.lr if isinstance(self.lr, tuple) else (self.lr,) * len(groups)
+        for group, lr in zip(groups, rates, strict=True):
+            group["lr"] = lr * factor
 
 
 @dataclasses.dataclass
