@@ -63,3 +63,10 @@ ship --run "$RUNS/transfer-v3" --out "$OUT/transfer.pt"
 train encoder --run "$RUNS/encoder-v3b" --base "$OUT/base.pt" --classifier "$OUT/classifier.pt" \
     --iters "${ENCODER_ITERS:-5000}" --lr 2e-4 --adv-weight 0.01 --seed 5
 ship --run "$RUNS/encoder-v3b" --out "$OUT/base.pt"
+# 8. (issue 12, seventh session) the mapping network alone against an image discriminator,
+#    the synthesis frozen (samples drawn as served); the encoder is recentred on the new
+#    w_avg, and the transfer model gets the same mapping (it shares the base's latent space)
+train gan --run "$RUNS/mapping" --init "$OUT/base.pt" --train mapping --mapping-lr 0.03 \
+    --lr 2e-3 --ema-kimg 2 --seed 21 --kimg 19.2
+ship --run "$RUNS/mapping" --out "$OUT/base.pt"
+ship --run "$RUNS/mapping" --out "$OUT/transfer.pt" --mapping-only
