@@ -202,9 +202,7 @@ def pack_generator(state: dict[str, Any], shipped: dict[str, Any]) -> dict[str, 
         E = ckpt.encoder_from({"config": state["E_config"], "state_dict": state["E"]})
         shipped["encoder"] = ckpt.pack_module(E)
     elif "encoder" in shipped:  # OUT's own encoder: same outputs, centred on the new w_avg
-        E = ckpt.encoder_from(shipped["encoder"])
-        recenter_encoder(E, G.mapping.w_avg)
-        shipped["encoder"] = ckpt.pack_module(E)
+        _recenter_shipped_encoder(shipped, G.mapping.w_avg)
     return shipped
 
 
@@ -221,7 +219,11 @@ def pack_mapping(state: dict[str, Any], shipped: dict[str, Any]) -> dict[str, An
         raise ConfigError(f"the run's mapping does not fit OUT's generator: {err}") from None
     shipped["G_ema"] = ckpt.pack_module(G)
     if "encoder" in shipped:
-        E = ckpt.encoder_from(shipped["encoder"])
-        recenter_encoder(E, G.mapping.w_avg)
-        shipped["encoder"] = ckpt.pack_module(E)
+        _recenter_shipped_encoder(shipped, G.mapping.w_avg)
     return shipped
+
+
+def _recenter_shipped_encoder(shipped: dict[str, Any], w_avg: torch.Tensor) -> None:
+    E = ckpt.encoder_from(shipped["encoder"])
+    recenter_encoder(E, w_avg)
+    shipped["encoder"] = ckpt.pack_module(E)
