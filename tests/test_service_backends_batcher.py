@@ -242,6 +242,80 @@ def test_two_full_bulk_batches_run_at_once_on_the_two_lanes():
     assert interactive == [("step", None, 8)]
 
 
+def test_the_lanes_of_a_pair_run_on_independently_each_in_its_own_thread():
+    """Once paired, each lane takes the next full bulk batch as its run ends, in its own
+    thread: a slow lane does not hold a fast one back (as pairs that wait for each other
+    would), and a lane's queued run starts while the event loop is blocked."""
+    runs, lock, blocked = [], threading.Lock(), {}
+
+    def run_fn(model, inputs, lane=None):
+        started = time.perf_counter()
+        if lane == 0 and "from" not in blocked:  # lane 0's first run blocks the loop 0.4 s
+            blocked["from"] = started
+            blocked["loop"].call_soon_threadsafe(block)
+        time.sleep(0.06 if lane == 0 else 0.01)
+        with lock:
+            runs.append((lane, threading.get_ident(), started))
+        return {"y": inputs["x"] - 1}
+
+    def block():
+        time.sleep(0.4)
+        blocked["until"] = time.perf_counter()
+
+    async def scenario():
+        blocked["loop"] = asyncio.get_running_loop()
+        with ThreadPoolExecutor(1) as pool:
+            batcher = MicroBatcher(
+                run_fn, pool, bulk_max_batch=2, window_s=0.05, pairable=lambda m: m == "step"
+            )
+            xs = [np.full((1, 1), i, np.float32) for i in range(24)]
+            outs = await asyncio.gather(
+                *(batcher.submit("step", {"x": x}, priority=Priority.BULK) for x in xs)
+            )
+            await batcher.close()
+        for x, out in zip(xs, outs):
+            np.testing.assert_array_equal(out["y"], x - 1)
+
+    asyncio.run(scenario())
+    lanes = {lane: [r for r in runs if r[0] == lane] for lane in (0, 1, None)}
+    assert {len({r[1] for r in lanes[i]}) for i in (0, 1)} == {1}  # a thread per lane
+    assert lanes[0][0][1] != lanes[1][0][1]
+    assert len(lanes[1]) >= 2 * len(lanes[0])  # the fast lane did not wait for the slow one
+    # Each lane's second run (queued behind its first) started while the loop was blocked.
+    assert all(lanes[i][1][2] < blocked["until"] for i in (0, 1))
+
+
+def test_lanes_give_the_slot_up_when_another_model_waits_for_it():
+    """Lanes stop taking their model's next batches once another model's bulk call waits
+    for the run slot: it runs after the runs already queued, not after the whole queue."""
+    order, lock = [], threading.Lock()
+
+    def run_fn(model, inputs, lane=None):
+        time.sleep(0.01)
+        with lock:
+            order.append(model)
+        return {"y": inputs["x"]}
+
+    async def scenario():
+        with ThreadPoolExecutor(1) as pool:
+            batcher = MicroBatcher(
+                run_fn, pool, bulk_max_batch=2, window_s=0.05, pairable=lambda m: m == "step"
+            )
+            steps = [
+                batcher.submit("step", {"x": np.zeros((1, 1), np.float32)}, priority=Priority.BULK)
+                for _ in range(40)
+            ]
+            step_runs = asyncio.gather(*steps)
+            await asyncio.sleep(0.03)  # the lanes are running
+            await batcher.submit("gen", {"x": np.zeros((1, 1), np.float32)}, priority=Priority.BULK)
+            await step_runs
+            await batcher.close()
+
+    asyncio.run(scenario())
+    assert order.count("step") == 20 and order.count("gen") == 1
+    assert order.index("gen") < 12  # not behind all 20 step runs
+
+
 def test_a_model_bulk_limit_sizes_that_models_bulk_runs_only():
     """``model_bulk_max_batch`` caps the bulk runs of the models it gives a limit for (and is
     the size of a full batch for pairing); other models keep ``bulk_max_batch``, and

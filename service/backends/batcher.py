@@ -12,7 +12,8 @@ carries at most ``bulk_max_batch`` bulk samples (or the model's own limit,
 ``model_bulk_max_batch``), so an interactive call waits for at most
 one short bulk run however much bulk work is queued (issue 11, finding 4). For ``pairable``
 models, two full bulk batches waiting together run at once in one slot, each on a narrow
-lane (``run(model, inputs, lane)``, lanes 0 and 1), instead of one after the other.
+lane (``run(model, inputs, lane)``, lanes 0 and 1), instead of one after the other; each
+lane then keeps its next full batch queued in its own thread while such batches wait.
 
 The run is either blocking (onnxruntime in-process: it executes in a thread pool) or a
 coroutine (a remote server such as Triton: awaited on the loop, told the batch's most urgent
@@ -28,7 +29,7 @@ import heapq
 import itertools
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 import numpy as np
 
@@ -43,6 +44,10 @@ RunFn = Callable[..., dict[str, np.ndarray]]
 AsyncRunFn = Callable[
     [str, dict[str, np.ndarray], Priority, float | None], Awaitable[dict[str, np.ndarray]]
 ]
+
+
+# Runs a lane of a pair keeps started: the one in its thread and the next, queued behind it.
+LANE_DEPTH = 2
 
 
 @dataclasses.dataclass(order=True)
@@ -103,6 +108,10 @@ class _Gate:
             else:
                 self._waiters.remove(entry)
             raise
+
+    def others_waiting(self, urgency: Callable[[], int]) -> bool:
+        """Whether a waiter other than the one with ``urgency`` (a queue's) wants a slot."""
+        return any(w[0] != urgency for w in self._waiters)
 
     def release(self, reserved: bool = False) -> None:
         if reserved:
@@ -170,6 +179,7 @@ class MicroBatcher:
         self._seq = itertools.count()
         self._closed = False
         self._running: set[asyncio.Task] = set()
+        self._lane_pools: list[ThreadPoolExecutor] = []  # a thread per lane of a pair
         self.stats = BatchStats()
 
     async def submit(
@@ -224,6 +234,8 @@ class MicroBatcher:
             queue.heap.clear()
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
+        for pool in self._lane_pools:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     async def _worker(self, model: str, queue: _ModelQueue) -> None:
         while not self._closed:
@@ -261,20 +273,17 @@ class MicroBatcher:
                 batches.append(self._take(queue, limit))
             if not reserved:  # lock-step callers are the bulk ones
                 queue.last_calls = sum(len(b) for b in batches)
-            hold = _Hold(self._slots, reserved, len(batches))
+            hold = _Hold(self._slots, reserved)
             for i, part in enumerate(batches):
-                lane = i if len(batches) > 1 else None
-                started = time.perf_counter()
-                try:
-                    run = self._start(model, part, lane)
-                except Exception as exc:  # noqa: BLE001 - inputs that cannot be merged, say
-                    metrics.BACKEND_ERRORS.labels(self._backend, model).inc()
-                    _fail(part, exc)
-                    hold.release()
-                    continue
-                task = asyncio.create_task(self._finish(model, part, run, started, hold))
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
+                self._launch(model, part, i if len(batches) > 1 else None, hold)
+            for lane in range(len(batches) if len(batches) > 1 else 0):
+                self._top_up(model, lane, hold)
+            hold.release()  # the worker's own hold: the runs keep the slot from here
+
+    def _track(self, finish: Awaitable[None]) -> None:
+        task = asyncio.create_task(finish)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     def bulk_limit(self, model: str) -> int:
         """Bulk samples per run of ``model``."""
@@ -286,11 +295,39 @@ class MicroBatcher:
         ``batch`` and the calls still waiting both a full bulk batch (``full`` samples)."""
         if self._pairable is None or self._executor is None or not self._pairable(model):
             return False
+        return _bulk(batch) == sum(c.size for c in batch) >= full and _bulk(queue.pending()) >= full
 
-        def bulk(calls: list[_Call]) -> int:
-            return sum(c.size for c in calls if c.priority >= Priority.BULK)
+    def _top_up(self, model: str, lane: int, hold: _Hold) -> None:
+        """Queue the model's next full bulk batches on ``lane``, up to ``LANE_DEPTH`` runs,
+        while they wait and no other model waits for a slot. A lane's queued run starts in
+        its thread the moment the one before ends, without a turn of the event loop: run
+        as pairs, each lane sat idle between runs until the loop had handed back both
+        results and merged the next inputs (docs/design.md, "Lanes that queue their next
+        run")."""
+        queue = self._queues.get(model)
+        limit = self.bulk_limit(model)
+        while (
+            hold.runs[lane] < LANE_DEPTH
+            and not self._closed
+            and queue is not None
+            and not self._slots.others_waiting(queue.urgency)
+            and _bulk(queue.pending()) >= limit
+        ):
+            self._launch(model, self._take(queue, limit), lane, hold)
 
-        return bulk(batch) == sum(c.size for c in batch) >= full and bulk(queue.pending()) >= full
+    def _launch(self, model: str, batch: list[_Call], lane: int | None, hold: _Hold) -> None:
+        """Start ``batch``'s run (on ``lane`` of a pair, or the whole session) as one of the
+        runs that keep ``hold``'s slot."""
+        hold.runs[lane] += 1
+        clock = _Clock()
+        try:
+            run = self._start(model, batch, lane, clock)
+        except Exception as exc:  # noqa: BLE001 - inputs that cannot be merged, say
+            metrics.BACKEND_ERRORS.labels(self._backend, model).inc()
+            _fail(batch, exc)
+            hold.runs[lane] -= 1
+            return
+        self._track(self._finish(model, batch, run, clock, hold, lane))
 
     def _take(
         self, queue: _ModelQueue, bulk_limit: int, *, interactive_only: bool = False
@@ -315,13 +352,13 @@ class MicroBatcher:
             bulk += call.size if is_bulk else 0
         return batch
 
-    def _start(self, model: str, batch: list[_Call], lane: int | None = None) -> asyncio.Future:
+    def _start(
+        self, model: str, batch: list[_Call], lane: int | None, clock: _Clock
+    ) -> asyncio.Future:
         """Merge the batch's inputs and start its run. A blocking run is in the executor when
-        this returns, not behind the callers of the previous batch, who are waking up to
-        work out their next calls (an optimizer step each) while it runs."""
-        now = time.perf_counter()
-        for call in batch:
-            metrics.BACKEND_QUEUE_WAIT.labels(model).observe(now - call.enqueued)
+        this returns (a lane's: in that lane's thread, behind the lane's running one), not
+        behind the callers of the previous batch, who are waking up to work out their next
+        calls (an optimizer step each) while it runs."""
         if len(batch) == 1:
             inputs = batch[0].inputs
         else:
@@ -337,8 +374,12 @@ class MicroBatcher:
         self.stats.batch_sizes[model].append(size)
         if self._executor is not None:
             loop = asyncio.get_running_loop()
+            pool = self._executor if lane is None else self._lane_pool(lane)
             lane_args = () if lane is None else (lane,)
-            return loop.run_in_executor(self._executor, self._run, model, inputs, *lane_args)
+            return loop.run_in_executor(
+                pool, self._timed_run, model, batch, clock, inputs, *lane_args
+            )
+        clock.start(model, batch)
         # An async run is cancelled once none of its callers waits for it any more (every
         # caller cancelled or timed out: the server's work would be thrown away).
         deadlines = [c.deadline for c in batch]
@@ -359,8 +400,29 @@ class MicroBatcher:
             call.future.add_done_callback(abandon)
         return run
 
+    def _timed_run(
+        self, model: str, batch: list[_Call], clock: _Clock, inputs: dict[str, np.ndarray], *lane
+    ) -> dict[str, np.ndarray]:
+        """``run`` in the executor's thread, its start (not its queueing) on the clock."""
+        clock.start(model, batch)
+        return self._run(model, inputs, *lane)
+
+    def _lane_pool(self, lane: int) -> ThreadPoolExecutor:
+        """Lane ``lane``'s own thread: its runs follow one another there."""
+        while len(self._lane_pools) <= lane:
+            self._lane_pools.append(
+                ThreadPoolExecutor(1, thread_name_prefix=f"lane-{len(self._lane_pools)}")
+            )
+        return self._lane_pools[lane]
+
     async def _finish(
-        self, model: str, batch: list[_Call], run: asyncio.Future, started: float, hold: _Hold
+        self,
+        model: str,
+        batch: list[_Call],
+        run: asyncio.Future,
+        clock: _Clock,
+        hold: _Hold,
+        lane: int | None,
     ) -> None:
         released = False
         try:
@@ -371,12 +433,17 @@ class MicroBatcher:
                 _fail(batch, exc)
                 return
             finally:
-                metrics.BACKEND_LATENCY.labels(self._backend, model).observe(
-                    time.perf_counter() - started
-                )
+                if clock.started is not None:
+                    metrics.BACKEND_LATENCY.labels(self._backend, model).observe(
+                        time.perf_counter() - clock.started
+                    )
             # The slot first, then the results: the worker waiting for the slot is woken
-            # before the callers, so the next batch is under way while they work.
-            hold.release()
+            # (or the lane has queued its next batch) before the callers, so the next batch
+            # is under way while they work.
+            hold.runs[lane] -= 1
+            if lane is not None:
+                self._top_up(model, lane, hold)
+            hold.settle()
             released = True
             offset = 0
             for call in batch:
@@ -386,19 +453,43 @@ class MicroBatcher:
                     call.future.set_result(part)
         finally:
             if not released:
-                hold.release()
+                hold.release(lane)
 
 
 class _Hold:
-    """A run slot held by ``runs`` runs (two for a pair): given back when the last ends."""
+    """A run slot, held by the runs started in it (one, a pair, or a pair of lanes that
+    queue their next runs) and at first by the worker that took it: given back when the
+    last of them ends."""
 
-    def __init__(self, slots: _Gate, reserved: bool, runs: int):
-        self._slots, self._reserved, self._left = slots, reserved, runs
+    def __init__(self, slots: _Gate, reserved: bool):
+        self._slots, self._reserved = slots, reserved
+        self.runs: collections.Counter = collections.Counter({None: 1})  # lane -> runs
 
-    def release(self) -> None:
-        self._left -= 1
-        if self._left == 0:
+    def release(self, lane: int | None = None) -> None:
+        self.runs[lane] -= 1
+        self.settle()
+
+    def settle(self) -> None:
+        if self.runs.total() == 0:
+            self.runs[None] = -1  # given back once
             self._slots.release(self._reserved)
+
+
+class _Clock:
+    """When a run started (in the executor's thread for a blocking run): the backend's
+    latency and the callers' queue wait are measured from there, not from its queueing."""
+
+    started: float | None = None
+
+    def start(self, model: str, batch: list[_Call]) -> None:
+        self.started = now = time.perf_counter()
+        for call in batch:
+            metrics.BACKEND_QUEUE_WAIT.labels(model).observe(now - call.enqueued)
+
+
+def _bulk(calls: list[_Call]) -> int:
+    """Bulk samples among ``calls``."""
+    return sum(c.size for c in calls if c.priority >= Priority.BULK)
 
 
 def _fail(batch: list[_Call], exc: BaseException) -> None:

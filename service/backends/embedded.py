@@ -122,9 +122,9 @@ class EmbeddedBackend:
         repo = self._repository
         if not isinstance(repo, RepositoryInfo):
             repo = load_repository(repo)
-        lanes = 2 if self._narrow_pairs else 1
+        # The lanes of paired runs have their own threads (the micro-batcher's).
         self._executor = ThreadPoolExecutor(
-            max_workers=self._session_concurrency * lanes + self._interactive_slots,
+            max_workers=self._session_concurrency + self._interactive_slots,
             thread_name_prefix="onnxruntime",
         )
         self._models = await self._open(repo)
