@@ -15,6 +15,8 @@ Config parameters (all optional, string values):
   intra_op_threads  onnxruntime intra-op threads (default 0: onnxruntime decides)
   allow_spinning    "0": onnxruntime's worker threads sleep between parallel sections
                     instead of spinning (default "1", onnxruntime's own default)
+  run_batch         at most this many samples per onnxruntime call: a larger batch runs
+                    as several calls, one after another (default 0: the whole batch)
 """
 
 import json
@@ -48,6 +50,7 @@ class TritonPythonModel:
             (t["name"], pb_utils.triton_string_to_numpy(t["data_type"])) for t in config["output"]
         ]
         self.onnx_inputs = {i.name for i in self.session.get_inputs()}
+        self.run_batch = int(params.get("run_batch") or 0) if self.batched else 0
 
     def execute(self, requests):
         responses = [None] * len(requests)
@@ -72,7 +75,7 @@ class TritonPythonModel:
         else:
             batch = {name: np.concatenate([f[name] for f in feeds], axis=0) for name in feeds[0]}
         try:
-            results = self.session.run([name for name, _ in self.outputs], batch)
+            results = self._session_run(batch)
         except Exception as exc:  # noqa: BLE001 - reported to the clients, not raised
             for i in indices:
                 responses[i] = self._error(f"onnxruntime: {exc}")
@@ -88,6 +91,19 @@ class TritonPythonModel:
             responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
             start += count or 0
         return responses[indices[0]]
+
+    def _session_run(self, batch):
+        """The batch's outputs, in calls of at most ``run_batch`` samples: on one CPU thread
+        the inversion step costs ~10% less per sample at batch 2 than at batch 4."""
+        names = [name for name, _ in self.outputs]
+        size = next(iter(batch.values())).shape[0]
+        if not self.run_batch or size <= self.run_batch:
+            return self.session.run(names, batch)
+        parts = [
+            self.session.run(names, {k: v[i : i + self.run_batch] for k, v in batch.items()})
+            for i in range(0, size, self.run_batch)
+        ]
+        return [np.concatenate(outs, axis=0) for outs in zip(*parts)]
 
     def _feeds(self, request):
         feeds = {}

@@ -199,6 +199,7 @@ def build_cpu_repository(source: Path, dest: Path, *, intra_op_threads: int = 0)
             # (with the gateway's small step requests, docs/design.md "Small batches of the
             # inversion step")
             own["intra_op_threads"], instances = str(intra_op_threads // 2), 2
+            own["run_batch"] = "2"  # as the embedded lanes' runs
         (out / CONFIG_FILE).write_text(
             cpu_flavour_config(
                 text, network=network, dims=dims, parameters=own, min_instances=instances

@@ -167,7 +167,9 @@ def test_cpu_flavour_gives_the_step_two_narrow_instances(repository, tmp_path):
         )
         instances = sum(g.count for g in flavour.instance_group)
         threads = flavour.parameters["intra_op_threads"].string_value
-        assert (instances, threads) == ((2, "1") if model in steps else (1, "2")), model
+        run_batch = flavour.parameters["run_batch"].string_value
+        want = (2, "1", "2") if model in steps else (1, "2", "")
+        assert (instances, threads, run_batch) == want, model
 
 
 # ---------------------------------------------------------------------------------------
@@ -187,6 +189,31 @@ def test_every_model_served_equals_onnxruntime(repository, server, client):
             want = onnxruntime_outputs(repository, model, inputs)
             for name, value in want.items():
                 assert_close(model, name, result.as_numpy(name), value)
+
+
+def test_narrow_step_instances_run_a_batch_in_runs_of_two_with_the_same_outputs(repository):
+    """A server started with 2 threads (the step on two single-thread instances that run
+    at most 2 samples per onnxruntime call): one request of 5 steps, run as 2 + 2 + 1 in
+    the stub, gives onnxruntime's outputs for the 5 at once."""
+    triton = TritonServer(
+        repository.root, grpc_port=0, http_port=0, metrics_port=0, intra_op_threads=2
+    )
+    triton.start(timeout=300)
+    try:
+        with grpcclient.InferenceServerClient(triton.grpc_url) as c:
+            for model in sorted(repository.models_of("inversion_step")):
+                inputs = random_inputs(repository, model, 5, seed=5)
+                request = []
+                for name, value in inputs.items():
+                    tensor = grpcclient.InferInput(name, list(value.shape), "FP32")
+                    tensor.set_data_from_numpy(value)
+                    request.append(tensor)
+                result = c.infer(model, request)
+                for name, value in onnxruntime_outputs(repository, model, inputs).items():
+                    assert_close(model, name, result.as_numpy(name), value)
+    finally:
+        assert triton.stop() == 0, triton.log_tail(80)
+        triton.cleanup()
 
 
 def test_backend_infer_equals_onnxruntime_and_splits_large_batches(repository, server):
