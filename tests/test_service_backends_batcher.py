@@ -285,6 +285,42 @@ def test_the_lanes_of_a_pair_run_on_independently_each_in_its_own_thread():
     assert all(lanes[i][1][2] < blocked["until"] for i in (0, 1))
 
 
+def test_lock_step_callers_keep_both_lanes_busy():
+    """Callers that each wait for their result before the next call (inversions) keep both
+    lanes of a pair running, also when there are just enough of them to fill the lanes: a
+    lane that ran dry is topped up when calls arrive or the other lane's run ends."""
+    lanes, lock = [], threading.Lock()
+
+    def run_fn(model, inputs, lane=None):
+        time.sleep(0.01)
+        with lock:
+            lanes.append(lane)
+        return {"y": inputs["x"] * 2}
+
+    async def scenario(callers):
+        lanes.clear()
+        with ThreadPoolExecutor(1) as pool:
+            batcher = MicroBatcher(
+                run_fn, pool, bulk_max_batch=2, window_s=0.002, pairable=lambda m: m == "step"
+            )
+
+            async def inversion(i):
+                x = np.full((1, 1), i, np.float32)
+                for _ in range(12):
+                    x = (await batcher.submit("step", {"x": x}, priority=Priority.BULK))["y"] / 2
+                return x
+
+            outs = await asyncio.gather(*(inversion(i) for i in range(callers)))
+            await batcher.close()
+        assert [float(o[0, 0]) for o in outs] == list(range(callers))
+        return [lanes.count(lane) for lane in (0, 1, None)]
+
+    for callers in (8, 32):
+        on_0, on_1, alone = asyncio.run(scenario(callers))
+        total = on_0 + on_1 + alone
+        assert min(on_0, on_1) >= 0.35 * total, (callers, on_0, on_1, alone)
+
+
 def test_lanes_give_the_slot_up_when_another_model_waits_for_it():
     """Lanes stop taking their model's next batches once another model's bulk call waits
     for the run slot: it runs after the runs already queued, not after the whole queue."""

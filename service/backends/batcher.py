@@ -66,6 +66,7 @@ class _ModelQueue:
         self.heap: list[_Call] = []
         self.arrived = asyncio.Event()
         self.last_calls = 1  # calls in the previous batch: how many to expect back
+        self.lanes: _Hold | None = None  # the slot of the model's running pair, if any
         self.worker: asyncio.Task | None = None
 
     def pending(self) -> list[_Call]:
@@ -211,6 +212,7 @@ class MicroBatcher:
             None if timeout is None else time.monotonic() + timeout,
         )
         heapq.heappush(queue.heap, call)
+        self._top_up_lanes(model, queue)
         metrics.BACKEND_QUEUE_DEPTH.labels(model).set(len(queue.heap))
         queue.arrived.set()
         if priority < Priority.BULK:
@@ -276,8 +278,9 @@ class MicroBatcher:
             hold = _Hold(self._slots, reserved)
             for i, part in enumerate(batches):
                 self._launch(model, part, i if len(batches) > 1 else None, hold)
-            for lane in range(len(batches) if len(batches) > 1 else 0):
-                self._top_up(model, lane, hold)
+            if len(batches) > 1:
+                queue.lanes = hold
+                self._top_up_lanes(model, queue)
             hold.release()  # the worker's own hold: the runs keep the slot from here
 
     def _track(self, finish: Awaitable[None]) -> None:
@@ -297,23 +300,26 @@ class MicroBatcher:
             return False
         return _bulk(batch) == sum(c.size for c in batch) >= full and _bulk(queue.pending()) >= full
 
-    def _top_up(self, model: str, lane: int, hold: _Hold) -> None:
-        """Queue the model's next full bulk batches on ``lane``, up to ``LANE_DEPTH`` runs,
-        while they wait and no other model waits for a slot. A lane's queued run starts in
-        its thread the moment the one before ends, without a turn of the event loop: run
-        as pairs, each lane sat idle between runs until the loop had handed back both
-        results and merged the next inputs (docs/design.md, "Lanes that queue their next
-        run")."""
-        queue = self._queues.get(model)
+    def _top_up_lanes(self, model: str, queue: _ModelQueue) -> None:
+        """Queue the model's next full bulk batches on the lanes of its running pair (the
+        emptier lane first), up to ``LANE_DEPTH`` runs each, while they wait and no other
+        model waits for a slot. Called when a call arrives and when a lane's run ends. A
+        lane's queued run starts in its thread the moment the one before ends, without a
+        turn of the event loop: run as pairs, each lane sat idle between runs until the
+        loop had handed back both results and merged the next inputs (docs/design.md,
+        "Lanes that queue their next run")."""
+        hold = queue.lanes
+        if hold is None or hold.given_back:
+            return
         limit = self.bulk_limit(model)
-        while (
-            hold.runs[lane] < LANE_DEPTH
-            and not self._closed
-            and queue is not None
-            and not self._slots.others_waiting(queue.urgency)
-            and _bulk(queue.pending()) >= limit
-        ):
-            self._launch(model, self._take(queue, limit), lane, hold)
+        for lane in sorted((0, 1), key=lambda lane: hold.runs[lane]):
+            while (
+                hold.runs[lane] < LANE_DEPTH
+                and not self._closed
+                and not self._slots.others_waiting(queue.urgency)
+                and _bulk(queue.pending()) >= limit
+            ):
+                self._launch(model, self._take(queue, limit), lane, hold)
 
     def _launch(self, model: str, batch: list[_Call], lane: int | None, hold: _Hold) -> None:
         """Start ``batch``'s run (on ``lane`` of a pair, or the whole session) as one of the
@@ -442,7 +448,7 @@ class MicroBatcher:
             # is under way while they work.
             hold.runs[lane] -= 1
             if lane is not None:
-                self._top_up(model, lane, hold)
+                self._top_up_lanes(model, self._queues[model])
             hold.settle()
             released = True
             offset = 0
@@ -464,14 +470,15 @@ class _Hold:
     def __init__(self, slots: _Gate, reserved: bool):
         self._slots, self._reserved = slots, reserved
         self.runs: collections.Counter = collections.Counter({None: 1})  # lane -> runs
+        self.given_back = False
 
     def release(self, lane: int | None = None) -> None:
         self.runs[lane] -= 1
         self.settle()
 
     def settle(self) -> None:
-        if self.runs.total() == 0:
-            self.runs[None] = -1  # given back once
+        if self.runs.total() == 0 and not self.given_back:
+            self.given_back = True
             self._slots.release(self._reserved)
 
 
