@@ -102,6 +102,16 @@ def random_inputs(
     return inputs
 
 
+def infer_inputs(inputs: dict[str, np.ndarray]) -> list[grpcclient.InferInput]:
+    """A request's tensors for ``tritonclient``'s ``infer``."""
+    request = []
+    for name, value in inputs.items():
+        tensor = grpcclient.InferInput(name, list(value.shape), "FP32")
+        tensor.set_data_from_numpy(value)
+        request.append(tensor)
+    return request
+
+
 def onnxruntime_outputs(repository: RepositoryInfo, model: str, inputs) -> dict[str, np.ndarray]:
     session = ort.InferenceSession(
         str(repository.model_path(model)), providers=["CPUExecutionProvider"]
@@ -180,12 +190,7 @@ def test_every_model_served_equals_onnxruntime(repository, server, client):
     for model in sorted(repository.served_models):
         for batch in (1, 3):
             inputs = random_inputs(repository, model, batch, seed=batch)
-            request = []
-            for name, value in inputs.items():
-                tensor = grpcclient.InferInput(name, list(value.shape), "FP32")
-                tensor.set_data_from_numpy(value)
-                request.append(tensor)
-            result = client.infer(model, request)
+            result = client.infer(model, infer_inputs(inputs))
             want = onnxruntime_outputs(repository, model, inputs)
             for name, value in want.items():
                 assert_close(model, name, result.as_numpy(name), value)
@@ -203,12 +208,7 @@ def test_narrow_step_instances_run_a_batch_in_runs_of_two_with_the_same_outputs(
         with grpcclient.InferenceServerClient(triton.grpc_url) as c:
             for model in sorted(repository.models_of("inversion_step")):
                 inputs = random_inputs(repository, model, 5, seed=5)
-                request = []
-                for name, value in inputs.items():
-                    tensor = grpcclient.InferInput(name, list(value.shape), "FP32")
-                    tensor.set_data_from_numpy(value)
-                    request.append(tensor)
-                result = c.infer(model, request)
+                result = c.infer(model, infer_inputs(inputs))
                 for name, value in onnxruntime_outputs(repository, model, inputs).items():
                     assert_close(model, name, result.as_numpy(name), value)
     finally:
