@@ -214,8 +214,50 @@ def _shade(color, k: float) -> tuple[int, int, int]:
     return tuple(int(max(0, min(255, c * k))) for c in color)
 
 
-def render(p: FaceParams, *, style: str = "photo", size: int = 64) -> np.ndarray:
-    """Draw one face. Returns uint8 [size, size, 3]."""
+BACKDROPS = ("stripes", "rays", "checks", "dots", "rings", "split")
+
+
+def backdrop(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A patterned background of ``n`` x ``n`` pixels, uint8 [n, n, 3]: stripes at any angle,
+    rays from a point, checks, a grid of dots, rings or a two-tone split, in two colours of
+    random hue and contrast. Drawn behind a face instead of the photo style's gradient, it is
+    variation an encoder meets in users' drawings and the generator was not trained on."""
+    kind = BACKDROPS[int(rng.integers(len(BACKDROPS)))]
+    y, x = (np.mgrid[0:n, 0:n].astype(np.float32) + 0.5) / n - 0.5
+    angle = rng.uniform(0, np.pi)
+    period = rng.uniform(0.06, 0.25)
+    u = x * np.cos(angle) + y * np.sin(angle)
+    v = -x * np.sin(angle) + y * np.cos(angle)
+    cx, cy = rng.uniform(-0.2, 0.2, size=2)
+    if kind == "stripes":
+        mask = np.mod(u / period, 1.0) < rng.uniform(0.3, 0.7)
+    elif kind == "rays":
+        count = int(rng.integers(6, 20))
+        mask = np.mod((np.arctan2(y - cy, x - cx) + angle) * count / np.pi, 2.0) < 1.0
+    elif kind == "checks":
+        mask = (np.floor(u / period) + np.floor(v / period)) % 2 == 0
+    elif kind == "dots":
+        du, dv = np.mod(u / period, 1.0) - 0.5, np.mod(v / period, 1.0) - 0.5
+        mask = du**2 + dv**2 < rng.uniform(0.04, 0.16)
+    elif kind == "rings":
+        mask = np.mod(np.hypot(x - cx, y - cy) / period, 1.0) < 0.5
+    else:  # split
+        mask = u > rng.uniform(-0.3, 0.3)
+
+    def colour() -> np.ndarray:  # a grey level plus some chroma
+        return rng.uniform(50, 235) + rng.uniform(-1, 1, size=3) * rng.uniform(0, 60)
+
+    base = colour()
+    other = base + rng.choice([-1.0, 1.0]) * rng.uniform(15, 80) + rng.normal(0, 15, size=3)
+    out = np.where(mask[..., None], other, base)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def render(
+    p: FaceParams, *, style: str = "photo", size: int = 64, pattern: np.ndarray | None = None
+) -> np.ndarray:
+    """Draw one face. Returns uint8 [size, size, 3]. ``pattern`` (photo style; uint8
+    [size * _SS, size * _SS, 3], e.g. ``backdrop``) replaces the background gradient."""
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     wood = style == "woodblock"
@@ -238,7 +280,7 @@ def render(p: FaceParams, *, style: str = "photo", size: int = 64) -> np.ndarray
         bot = np.array(_shade(bg, 0.8), dtype=np.float32)
         t = np.linspace(0, 1, n, dtype=np.float32)[:, None, None]
         grad = (top * (1 - t) + bot * t).repeat(n, axis=1).astype(np.uint8)
-        img = Image.fromarray(grad)
+        img = Image.fromarray(grad if pattern is None else pattern)
         d = ImageDraw.Draw(img)
 
     cx = (32 + p.dx) * s
@@ -437,15 +479,29 @@ def _paper_grain(img: np.ndarray, seed: int) -> np.ndarray:
 
 
 def render_batch(
-    seeds: Sequence[int] | np.ndarray, *, style: str = "photo", size: int = 64
+    seeds: Sequence[int] | np.ndarray,
+    *,
+    style: str = "photo",
+    size: int = 64,
+    patterned: Sequence[bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Render one face per seed.
+    """Render one face per seed; the faces ``patterned`` marks in front of a patterned
+    background (``backdrop``, drawn from the face's seed).
 
     Returns (images uint8 [N, H, W, 3], labels float32 [N, len(ATTRIBUTES)], yaw float32 [N]).
     The same seed gives the same face in both styles.
     """
     params = [sample_params(np.random.default_rng(int(s))) for s in seeds]
-    images = np.stack([render(p, style=style, size=size) for p in params])
+    n = size * _SS
+    marks = [False] * len(params) if patterned is None else list(patterned)
+    if len(marks) != len(params):
+        raise ValueError(f"patterned has {len(marks)} marks for {len(params)} seeds")
+    patterns = [
+        backdrop(np.random.default_rng([int(s), 1]), n) if m else None for s, m in zip(seeds, marks)
+    ]
+    images = np.stack(
+        [render(p, style=style, size=size, pattern=b) for p, b in zip(params, patterns)]
+    )
     labels = np.stack([p.labels() for p in params])
     yaw = np.array([p.yaw for p in params], dtype=np.float32)
     return images, labels, yaw

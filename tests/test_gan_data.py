@@ -124,3 +124,29 @@ def test_unlabelled_variation_moves_features_but_keeps_the_labels():
     dark = [np.mean(data._Palette(f).skin) for f in faces if f.skin >= 2]
     light = [np.mean(data._Palette(f).skin) for f in faces if f.skin < 2]
     assert min(light) > max(dark)
+
+
+def test_patterned_backdrops_replace_the_background_and_keep_the_face():
+    """``patterned`` faces are drawn in front of a two-coloured pattern (one per seed, the
+    same every time) instead of the gradient: the corners change, the face's middle and the
+    labels do not, and the unmarked faces are drawn as before."""
+    seeds = list(range(40, 52))
+    plain, labels, _ = data.render_batch(seeds)
+    marks = [i % 2 == 0 for i in range(len(seeds))]
+    a, la, _ = data.render_batch(seeds, patterned=marks)
+    b, _, _ = data.render_batch(seeds, patterned=marks)
+    assert np.array_equal(a, b) and np.array_equal(la, labels)
+    assert np.array_equal(a[1::2], plain[1::2])
+    corner = (slice(0, 8), slice(0, 8))
+    centre = (slice(30, 36), slice(29, 35))  # the nose: inside every head
+    for x, p in zip(a[::2], plain[::2]):
+        diff = np.abs(x.astype(int) - p.astype(int))
+        assert diff[corner].mean() > 5 and diff[centre].mean() < 2
+    tiles = np.stack([data.backdrop(np.random.default_rng(s), 128) for s in range(60)])
+    assert tiles.dtype == np.uint8 and tiles.shape == (60, 128, 128, 3)
+    # two colours that differ visibly, in every tile
+    spread = tiles.reshape(60, -1, 3).astype(int).max(1) - tiles.reshape(60, -1, 3).min(1)
+    assert (spread.max(1) >= 10).all()
+    assert len({t.tobytes() for t in tiles}) == len(tiles)
+    with pytest.raises(ValueError, match="patterned has 1 marks for 12 seeds"):
+        data.render_batch(seeds, patterned=[True])

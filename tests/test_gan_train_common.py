@@ -40,3 +40,19 @@ def test_widen_generator_draws_the_same_images_and_trains_the_new_channels():
         assert "only grow" in str(err)
     else:
         raise AssertionError("narrowing must be refused")
+
+
+def test_prefetched_batches_equal_the_ones_rendered_in_the_loop():
+    """Inside ``prefetching`` the batches come from worker processes, rendered ahead, and
+    equal what the loop renders itself, per stream (seed, size, backdrops ...)."""
+    want = [common.real_batch(5, it, 3, size=16, backdrops=b) for it in range(4) for b in (0, 2)]
+    with common.prefetching(2) as pool:
+        got = [common.real_batch(5, it, 3, size=16, backdrops=b) for it in range(4) for b in (0, 2)]
+        hits = pool.hits
+    for g, w in zip(got, want):
+        for a, b in zip(g, w):
+            assert torch.equal(a, b)
+    assert hits == 6  # each stream's first batch is rendered on demand, the rest ahead
+    assert common._prefetch is None  # the block closed its pool
+    with common.prefetching(0) as none:
+        assert none is None and torch.equal(common.real_batch(5, 0, 3, size=16)[0], want[0][0])

@@ -52,3 +52,15 @@ def test_ema_averages_parameters_and_copies_the_named_ones():
 def test_the_trainer_refuses_a_config_of_another_recipe(tmp_path):
     with pytest.raises(TypeError):
         T.Trainer(run=tmp_path).fit(Gan, ClassifierConfig())
+
+
+def test_rendering_ahead_in_workers_trains_the_same_weights(tmp_path):
+    """``render_workers`` moves the renderer out of the loop, not the data: the same run
+    with and without it ends with the same weights."""
+    cfg = ClassifierConfig(iters=3, batch=4)
+    fit(tmp_path / "loop", Classifier, cfg)
+    fit(tmp_path / "ahead", Classifier, cfg, render_workers=2)
+    a, b = state(tmp_path / "loop"), state(tmp_path / "ahead")
+    assert a["it"] == b["it"] == 3
+    for name, tensor in a["C"].items():
+        assert torch.equal(tensor, b["C"][name]), name

@@ -3,7 +3,11 @@ widening a trained generator."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import contextlib
 import math
+import multiprocessing
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -21,9 +25,13 @@ def batch_seeds(seed: int, it: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, it]).integers(0, data.HELDOUT_SEED_BASE, size=n)
 
 
-def render(seeds: np.ndarray, *, style: str = "photo", size: int = 64, device=None):
-    """Renders as tensors: (images [N, 3, H, W] in [-1, 1], labels [N, A], yaw [N])."""
-    images, labels, yaw = data.render_batch(seeds, style=style, size=size)
+def render(
+    seeds: np.ndarray, *, style: str = "photo", size: int = 64, backdrops: int = 0, device=None
+):
+    """Renders as tensors: (images [N, 3, H, W] in [-1, 1], labels [N, A], yaw [N]); the
+    first ``backdrops`` in front of patterned backgrounds (``data.backdrop``)."""
+    patterned = [i < backdrops for i in range(len(seeds))]
+    images, labels, yaw = data.render_batch(seeds, style=style, size=size, patterned=patterned)
     return (
         torch.from_numpy(data.to_tensor_range(images)).to(device),
         torch.from_numpy(labels).to(device),
@@ -31,9 +39,91 @@ def render(seeds: np.ndarray, *, style: str = "photo", size: int = 64, device=No
     )
 
 
-def real_batch(seed: int, it: int, n: int, *, style: str = "photo", size: int = 64, device=None):
-    """Iteration ``it``'s batch of real renders: (images, labels, yaw) as in ``render``."""
-    return render(batch_seeds(seed, it, n), style=style, size=size, device=device)
+def real_batch(
+    seed: int,
+    it: int,
+    n: int,
+    *,
+    style: str = "photo",
+    size: int = 64,
+    backdrops: int = 0,
+    device=None,
+):
+    """Iteration ``it``'s batch of real renders: (images, labels, yaw) as in ``render``;
+    taken from the batches rendered ahead when a ``prefetching`` block is open."""
+    stream = (seed, n, style, size, backdrops)
+    if _prefetch is not None:
+        arrays = _prefetch.take(stream, it)
+    else:
+        arrays = _render_arrays(stream, it)
+    return tuple(torch.from_numpy(a).to(device) for a in arrays)
+
+
+def _render_arrays(stream: tuple, it: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One batch of a stream (seed, n, style, size, backdrops) as numpy arrays (images in
+    [-1, 1]); runs in the training process or in a prefetching worker."""
+    seed, n, style, size, backdrops = stream
+    patterned = [i < backdrops for i in range(n)]
+    images, labels, yaw = data.render_batch(
+        batch_seeds(seed, it, n), style=style, size=size, patterned=patterned
+    )
+    # contiguous, as a batch from a worker arrives (pickled): the kernels' results differ in
+    # the last bits between memory layouts, and training should not depend on where it rendered
+    return np.ascontiguousarray(data.to_tensor_range(images)), labels, yaw
+
+
+class Prefetcher:
+    """Renders the batches of coming iterations in worker processes.
+
+    The renderer is plain Python on one core (about 1 ms a face at 64px): on a GPU, where an
+    iteration takes milliseconds, rendering in the loop would bound training. Every stream
+    of ``real_batch`` calls (its seed, batch size, style, size and backdrops) gets its next
+    ``ahead`` iterations queued in the pool as soon as it is first asked for; batches are
+    pure functions of (stream, iteration), so prefetched training equals unprefetched."""
+
+    def __init__(self, workers: int, *, ahead: int | None = None):
+        # forked, as torch's DataLoader workers: a spawned worker would run the command's
+        # main module again; the workers call no torch, only numpy and PIL
+        context = multiprocessing.get_context("fork")
+        self.pool = cf.ProcessPoolExecutor(workers, mp_context=context)
+        self.ahead = ahead or 2 * workers
+        self.pending: dict[tuple, cf.Future] = {}
+        self.hits = 0  # batches that came from the pool already queued
+
+    def take(self, stream: tuple, it: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        future = self.pending.pop((stream, it), None)
+        if future is not None:
+            self.hits += 1
+        for later in range(it + 1, it + 1 + self.ahead):
+            if (stream, later) not in self.pending:
+                self.pending[(stream, later)] = self.pool.submit(_render_arrays, stream, later)
+        for key in [k for k in self.pending if k[0] == stream and k[1] < it]:
+            self.pending.pop(key).cancel()  # a stream that jumped (a resumed run): drop
+        return future.result() if future is not None else _render_arrays(stream, it)
+
+    def close(self) -> None:
+        for future in self.pending.values():
+            future.cancel()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+_prefetch: Prefetcher | None = None
+
+
+@contextlib.contextmanager
+def prefetching(workers: int) -> Iterator[Prefetcher | None]:
+    """Within the block ``real_batch`` takes batches rendered ahead by ``workers`` processes
+    (0: none, rendered in the loop as outside the block)."""
+    global _prefetch
+    if workers <= 0:
+        yield None
+        return
+    _prefetch = Prefetcher(workers)
+    try:
+        yield _prefetch
+    finally:
+        _prefetch.close()
+        _prefetch = None
 
 
 def restyle(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -52,6 +52,13 @@ class EncoderConfig:
             " weight: common.restyle) before encoding; D still sees the renders"
         ),
     ] = 0.0
+    backdrops: Annotated[
+        float,
+        Help(
+            "share of the real renders drawn in front of a patterned background"
+            " (data.backdrop) as the encoder's targets; D sees plain renders"
+        ),
+    ] = 0.0
     adv_every: Annotated[int, Help("adversarial term and D update every this many iterations")] = 4
     d_lr: float = 4e-4
     r1_gamma: float = 10.0
@@ -116,11 +123,16 @@ class Encoder(Recipe):
 
     def step(self, it: int, gen: torch.Generator) -> dict[str, float]:
         cfg, G, D, E = self.cfg, self.G, self.D, self.E
-        real, _, _ = real_batch(cfg.seed, it, cfg.batch, size=G.resolution, device=self.device)
-        target = real
-        redrawn = round(cfg.restyle * cfg.batch)
+        patterned = round(cfg.backdrops * cfg.batch)
+        target, _, _ = real_batch(
+            cfg.seed, it, cfg.batch, size=G.resolution, backdrops=patterned, device=self.device
+        )
+        real = target  # what D sees as real: plain renders
+        if patterned:
+            real, _, _ = real_batch(cfg.seed, it, cfg.batch, size=G.resolution, device=self.device)
+        redrawn = round(cfg.restyle * cfg.batch)  # the last ones (the patterned are the first)
         if redrawn:
-            target = torch.cat([restyle(real[:redrawn], gen), real[redrawn:]])
+            target = torch.cat([target[: cfg.batch - redrawn], restyle(target[-redrawn:], gen)])
         w, synth = self._samples(gen)
         ws = E(torch.cat([target, synth]))
         ws_real, ws_synth = ws[: cfg.batch], ws[cfg.batch :]

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from stylegate.gan import checkpoint as ckpt
+from stylegate.gan.train.common import prefetching
 
 
 class ConfigError(ValueError):
@@ -207,6 +208,13 @@ class Trainer:
     threads: Annotated[int | None, Help("torch intra-op threads (default: torch's choice)")] = None
     minutes: Annotated[float | None, Help("stop (and save) after this many minutes")] = None
     save_every: Annotated[float, Help("seconds between checkpoints")] = 120.0
+    render_workers: Annotated[
+        int,
+        Help(
+            "processes rendering the coming iterations' real images ahead (a GPU's loop"
+            " outruns the one-core renderer); 0: rendered in the loop"
+        ),
+    ] = 0
 
     def __post_init__(self) -> None:
         self.run = Path(self.run)
@@ -257,20 +265,21 @@ class Trainer:
         clock = Clock(self.save_every, self.minutes)
         t0 = time.monotonic()
         bar = tqdm(total=recipe.total, initial=it, desc=recipe.label, unit="it", mininterval=5)
-        while it < recipe.total:
-            for schedule in recipe.schedules:
-                schedule.apply(it / recipe.total)
-            losses = recipe.step(it, iteration_generator(seed, it))
-            if recipe.ema is not None:
-                beta = 0.5 ** (batch / (recipe.ema.kimg * 1000))
-                ema_update(recipe.ema.target, recipe.ema.source, beta, recipe.ema.copied)
-            it += 1
-            bar.update(1)
-            if it % recipe.log_every == 0:
-                log.append({"it": it, **losses})
-                bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()})
-            if clock.tick(save):
-                break
+        with prefetching(self.render_workers):
+            while it < recipe.total:
+                for schedule in recipe.schedules:
+                    schedule.apply(it / recipe.total)
+                losses = recipe.step(it, iteration_generator(seed, it))
+                if recipe.ema is not None:
+                    beta = 0.5 ** (batch / (recipe.ema.kimg * 1000))
+                    ema_update(recipe.ema.target, recipe.ema.source, beta, recipe.ema.copied)
+                it += 1
+                bar.update(1)
+                if it % recipe.log_every == 0:
+                    log.append({"it": it, **losses})
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()})
+                if clock.tick(save):
+                    break
         bar.close()
         save()
         return {"iterations": it, "kimg": it * batch / 1000, "seconds": time.monotonic() - t0}

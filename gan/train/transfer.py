@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from stylegate.gan import checkpoint as ckpt
 from stylegate.gan import data
-from stylegate.gan.train.common import batch_seeds, psnr_db, render
+from stylegate.gan.train.common import psnr_db, real_batch, render
 from stylegate.gan.train.gan import Gan, GanConfig, pack_generator
 from stylegate.gan.train.trainer import EMA, ConfigError, Help, Recipe, Schedule
 
@@ -103,7 +103,9 @@ class Transfer(Recipe):
         return photo, wood
 
     def step(self, it: int, gen: torch.Generator) -> dict[str, float]:
-        photo, wood = self._pairs(batch_seeds(self.cfg.seed, it, self.cfg.batch))
+        cfg, kw = self.cfg, {"size": self.G.resolution, "device": self.device}
+        photo, _, _ = real_batch(cfg.seed, it, cfg.batch, **kw)
+        wood, _, _ = real_batch(cfg.seed, it, cfg.batch, style="woodblock", **kw)
         with torch.no_grad():
             ws = self.E(photo)
             target_feat = self.C.features(wood)
