@@ -52,7 +52,10 @@ def test_prefetched_batches_equal_the_ones_rendered_in_the_loop():
     for g, w in zip(got, want):
         for a, b in zip(g, w):
             assert torch.equal(a, b)
-    assert hits == 6  # each stream's first batch is rendered on demand, the rest ahead
+    assert hits == 4  # each stream's first two batches rendered on demand, the rest ahead
+    with common.prefetching(1) as pool:
+        common.real_batch(6, 0, 2, size=16)  # a one-off batch (a preview's) queues nothing
+        assert not pool.pending
     assert common._prefetch is None  # the block closed its pool
     with common.prefetching(0) as none:
         assert none is None and torch.equal(common.real_batch(5, 0, 3, size=16)[0], want[0][0])

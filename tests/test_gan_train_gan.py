@@ -8,7 +8,7 @@ from stylegate.gan import checkpoint as ckpt
 from stylegate.gan import networks as N
 from stylegate.gan.train import ConfigError, Gan, GanConfig
 from stylegate.gan.train.ship import ship
-from tests.support.gan_train import TINY, fit, state, tiny_base
+from tests.support.gan_train import TINY, fit, state, tiny_base, tiny_classifier
 
 
 def test_gan_resume_matches_uninterrupted_run(tmp_path):
@@ -75,3 +75,53 @@ def test_mapping_only_needs_a_generator_to_fine_tune(tmp_path):
     ckpt.atomic_save({"encoder": {}}, tmp_path / "no-generator.pt")
     with pytest.raises(ConfigError, match="mapping-only"):
         ship(tmp_path / "run", tmp_path / "no-generator.pt", mapping_only=True)
+
+
+@pytest.mark.parametrize("noise", ["random", "const"])
+def test_samples_draw_the_noise_the_config_names(tmp_path, noise):
+    """``--noise const`` draws G's samples with the constant buffers the service uses (a
+    generator trained with them, the autoencoder's, keeps its inputs); random is StyleGAN's."""
+    base = tiny_base(tmp_path / "base.pt")
+    cfg = GanConfig(kimg=0.004, batch=4, seed=2, init=base, noise=noise, mixing_prob=0.0)
+    recipe = Gan(cfg, device=torch.device("cpu"))
+    modes = []
+    synthesis = recipe.G.synthesis.forward
+
+    def record(ws, noise_mode="random", *args, **kw):
+        modes.append(noise_mode)
+        return synthesis(ws, noise_mode, *args, **kw)
+
+    recipe.G.synthesis.forward = record
+    from stylegate.gan.train.trainer import iteration_generator
+
+    recipe.step(0, iteration_generator(cfg.seed, 0))
+    assert modes == [noise]
+
+
+def test_an_anchored_fine_tune_redraws_real_faces_through_the_frozen_encoder(tmp_path):
+    """``--anchor``: beside the GAN loss G redraws real renders from --init's encoder's codes;
+    the encoder stays as it was (and is shipped as it was, recentred), and the
+    reconstruction changes what G learns."""
+    base = tiny_base(tmp_path / "base.pt", encoder=True)
+    cls = tiny_classifier(tmp_path / "cls.pt")
+    cfg = {"kimg": 0.008, "batch": 4, "seed": 2, "init": base, "ema_kimg": 0.001}
+    E0 = ckpt.encoder_from(ckpt.load(base)["encoder"])
+    recipe = Gan(GanConfig(anchor=cls, **cfg), device=torch.device("cpu"))
+    from stylegate.gan.train.trainer import iteration_generator
+
+    recipe.step(0, iteration_generator(2, 0))
+    for name, t in E0.state_dict().items():
+        assert torch.equal(recipe.joint.E.state_dict()[name], t), name
+    fit(tmp_path / "anchored", Gan, GanConfig(anchor=cls, **cfg))
+    fit(tmp_path / "plain", Gan, GanConfig(**cfg))
+    a, b = state(tmp_path / "anchored"), state(tmp_path / "plain")
+    assert "E" not in a and "E_config" not in a
+    assert any(not torch.equal(a["G"][k], b["G"][k]) for k in a["G"])
+    E = ckpt.encoder_from(ckpt.load(ship(tmp_path / "anchored", base))["encoder"])
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert torch.allclose(E(x), E0(x), atol=2e-3)  # the same encoder, recentred
+    with pytest.raises(ConfigError, match="has no encoder"):
+        Gan(
+            GanConfig(anchor=cls, **{**cfg, "init": tiny_base(tmp_path / "bare.pt")}),
+            device=torch.device("cpu"),
+        )

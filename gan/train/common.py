@@ -77,9 +77,10 @@ class Prefetcher:
 
     The renderer is plain Python on one core (about 1 ms a face at 64px): on a GPU, where an
     iteration takes milliseconds, rendering in the loop would bound training. Every stream
-    of ``real_batch`` calls (its seed, batch size, style, size and backdrops) gets its next
-    ``ahead`` iterations queued in the pool as soon as it is first asked for; batches are
-    pure functions of (stream, iteration), so prefetched training equals unprefetched."""
+    of ``real_batch`` calls (its seed, batch size, style, size and backdrops) that is asked
+    for two iterations in a row gets its next ``ahead`` iterations queued in the pool (a
+    preview's one-off batch queues nothing); batches are pure functions of (stream,
+    iteration), so prefetched training equals unprefetched."""
 
     def __init__(self, workers: int, *, ahead: int | None = None):
         # forked, as torch's DataLoader workers: a spawned worker would run the command's
@@ -88,15 +89,18 @@ class Prefetcher:
         self.pool = cf.ProcessPoolExecutor(workers, mp_context=context)
         self.ahead = ahead or 2 * workers
         self.pending: dict[tuple, cf.Future] = {}
+        self.last: dict[tuple, int] = {}  # the iteration each stream was last asked for
         self.hits = 0  # batches that came from the pool already queued
 
     def take(self, stream: tuple, it: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         future = self.pending.pop((stream, it), None)
         if future is not None:
             self.hits += 1
-        for later in range(it + 1, it + 1 + self.ahead):
-            if (stream, later) not in self.pending:
-                self.pending[(stream, later)] = self.pool.submit(_render_arrays, stream, later)
+        if self.last.get(stream) == it - 1:
+            for later in range(it + 1, it + 1 + self.ahead):
+                if (stream, later) not in self.pending:
+                    self.pending[(stream, later)] = self.pool.submit(_render_arrays, stream, later)
+        self.last[stream] = it
         for key in [k for k in self.pending if k[0] == stream and k[1] < it]:
             self.pending.pop(key).cancel()  # a stream that jumped (a resumed run): drop
         return future.result() if future is not None else _render_arrays(stream, it)

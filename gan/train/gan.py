@@ -37,6 +37,14 @@ class GanConfig:
         Path | None,
         Help("classifier checkpoint: train the encoder jointly (reconstructing real renders)"),
     ] = None
+    anchor: Annotated[
+        Path | None,
+        Help(
+            "classifier checkpoint: keep the synthesis matched to --init's encoder, frozen"
+            " (real renders encoded and redrawn, pixel + perceptual loss, beside the GAN loss)"
+        ),
+    ] = None
+    anchor_weight: Annotated[float, Help("weight of the --anchor reconstruction")] = 1.0
     train: Annotated[
         str,
         Help(
@@ -48,6 +56,14 @@ class GanConfig:
     mapping_lr: Annotated[
         float | None, Help("the mapping network's learning rate (default: lr)")
     ] = None
+    noise: Annotated[
+        str,
+        Help(
+            "noise inputs of G's samples: random (StyleGAN's), or const (the buffers the"
+            " service draws with; for a generator trained with them, e.g. the autoencoder's)",
+            choices=("random", "const"),
+        ),
+    ] = "random"
 
 
 @dataclasses.dataclass
@@ -59,7 +75,7 @@ class JointEncoder:
     objective by the encoder recipe)."""
 
     E: torch.nn.Module
-    opt: torch.optim.Optimizer
+    opt: torch.optim.Optimizer | None  # None: the encoder is frozen (an anchor for G)
     C: torch.nn.Module  # frozen classifier: its features are the perceptual loss
     weight: float = 1.0  # of the whole reconstruction objective against the GAN loss
     w_feat: float = 0.5
@@ -76,6 +92,11 @@ class Gan(Recipe):
         super().__init__(cfg, device=device)
         if cfg.train == "mapping" and (cfg.init is None or cfg.joint_encoder is not None):
             raise ConfigError("--train mapping fine-tunes the mapping of --init's generator alone")
+        if cfg.anchor is not None and (cfg.joint_encoder is not None or cfg.train == "mapping"):
+            raise ConfigError(
+                "--anchor keeps the synthesis matched to a frozen encoder: not with"
+                " --joint-encoder or --train mapping"
+            )
         if cfg.init is not None:
             src = ckpt.load(cfg.init)
             G = ckpt.generator_from(src["G_ema"]).train().requires_grad_(True)
@@ -114,13 +135,23 @@ class Gan(Recipe):
                 C=ckpt.load_classifier(cfg.joint_encoder).to(device),
             )
             self.resumable |= {"E": E, "opt_e": self.joint.opt}
+        if cfg.anchor is not None:
+            if "encoder" not in src:
+                raise ConfigError(f"--anchor: {cfg.init} has no encoder to keep G matched to")
+            E = ckpt.encoder_from(src["encoder"]).to(device)  # frozen, in eval mode
+            C = ckpt.load_classifier(cfg.anchor).to(device)
+            self.joint = JointEncoder(E=E, opt=None, C=C, weight=cfg.anchor_weight)
 
     @property
     def label(self) -> str:
         return f"gan {self.cfg.style}"
 
+    @property
+    def _trains_encoder(self) -> bool:
+        return self.joint is not None and self.joint.opt is not None
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.joint is not None and "E" not in state:  # joint training joins a running GAN
+        if self._trains_encoder and "E" not in state:  # joint training joins a running GAN
             for k in ("G", "D", "G_ema", "opt_g", "opt_d"):
                 self.resumable[k].load_state_dict(state[k])
             self.joint.E.w_avg.copy_(self.G.mapping.w_avg)
@@ -128,13 +159,13 @@ class Gan(Recipe):
         super().load_state_dict(state)
 
     def state_dict(self) -> dict[str, Any]:
-        if self.joint is not None:  # shipped as it is: centred on the generator it serves
+        if self._trains_encoder:  # shipped as it is: centred on the generator it serves
             recenter_encoder(self.joint.E, self.G_ema.mapping.w_avg)
         return super().state_dict()
 
     def extra_state(self) -> dict[str, Any]:
         extra = {"G_config": self.G.config, "D_config": self.D.config, "style": self.cfg.style}
-        if self.joint is not None:
+        if self._trains_encoder:
             extra["E_config"] = self.joint.E.config
         return extra
 
@@ -153,24 +184,28 @@ class Gan(Recipe):
             cut = int(torch.randint(1, G.num_ws, (), generator=gen))
             w2 = G.mapping(torch.randn(b, G.z_dim, generator=gen).to(self.device))
             ws = torch.cat([ws[:, :cut], w2[:, None].expand(-1, G.num_ws - cut, -1)], dim=1)
-        fake = G.synthesis(ws, "const" if mapping_only else "random")
+        fake = G.synthesis(ws, "const" if mapping_only else cfg.noise)
 
         D.requires_grad_(False)
         loss_g = F.softplus(-D(fake)).mean()
         loss_total = loss_g
         if joint is not None:
             x = real[: joint.n_real]
-            rec = G.synthesis(joint.E(x), "const")
+            with torch.set_grad_enabled(joint.opt is not None):  # an anchor needs no grad
+                codes = joint.E(x)
+            rec = G.synthesis(codes, "const")
             loss_rec = F.mse_loss(rec, x) + joint.w_feat * F.mse_loss(
                 joint.C.features(rec), joint.C.features(x)
             )
-            loss_lat = F.mse_loss(joint.E(fake.detach()), ws.detach())
-            loss_total = loss_g + joint.weight * (loss_rec + loss_lat)
-            joint.opt.zero_grad(set_to_none=True)
+            loss_total = loss_g + joint.weight * loss_rec
+            if joint.opt is not None:
+                loss_lat = F.mse_loss(joint.E(fake.detach()), ws.detach())
+                loss_total = loss_total + joint.weight * loss_lat
+                joint.opt.zero_grad(set_to_none=True)
         self.opt_g.zero_grad(set_to_none=True)
         loss_total.backward()
         self.opt_g.step()
-        if joint is not None:
+        if joint is not None and joint.opt is not None:
             joint.opt.step()
         D.requires_grad_(True)
 
