@@ -25,13 +25,9 @@ def batch_seeds(seed: int, it: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, it]).integers(0, data.HELDOUT_SEED_BASE, size=n)
 
 
-def render(
-    seeds: np.ndarray, *, style: str = "photo", size: int = 64, backdrops: int = 0, device=None
-):
-    """Renders as tensors: (images [N, 3, H, W] in [-1, 1], labels [N, A], yaw [N]); the
-    first ``backdrops`` in front of patterned backgrounds (``data.backdrop``)."""
-    patterned = [i < backdrops for i in range(len(seeds))]
-    images, labels, yaw = data.render_batch(seeds, style=style, size=size, patterned=patterned)
+def render(seeds: np.ndarray, *, style: str = "photo", size: int = 64, device=None):
+    """Renders as tensors: (images [N, 3, H, W] in [-1, 1], labels [N, A], yaw [N])."""
+    images, labels, yaw = data.render_batch(seeds, style=style, size=size)
     return (
         torch.from_numpy(data.to_tensor_range(images)).to(device),
         torch.from_numpy(labels).to(device),
