@@ -41,8 +41,9 @@ classifier=checkpoints/classifier.pt
 # 1. the adversarial fine-tune the autoencoder stages prepared the generator for, anchored to
 #    the shipped encoder (real renders redrawn from its codes beside the GAN loss) and with the
 #    constant noise the autoencoder trained with: on the CPU, after 600-800 iterations, KID
-#    x1000 went from 23 to 109 unanchored and to 34 anchored (checkpoints/README.md)
-train gan --run "$RUNS/gan" --init "$OUT/base.pt" --anchor "$classifier" --anchor-weight 10 \
+#    x1000 went from 23 to 109 unanchored and to 34 at weight 10; at weight 30 it was 26 and
+#    the encoder 0.3 dB off after 1700 (checkpoints/README.md)
+train gan --run "$RUNS/gan" --init "$OUT/base.pt" --anchor "$classifier" --anchor-weight 30 \
     --noise const --lr "${GAN_LR:-2e-4}" --batch "${GAN_BATCH:-64}" --mixing-prob 0.5 \
     --ema-kimg 10 --seed 31 --kimg 1e6 --minutes "$(minutes "${GAN_MIN:-3.5}")"
 ship --run "$RUNS/gan" --out "$OUT/base.pt"
