@@ -56,6 +56,11 @@ def test_prefetched_batches_equal_the_ones_rendered_in_the_loop():
     with common.prefetching(1) as pool:
         common.real_batch(6, 0, 2, size=16)  # a one-off batch (a preview's) queues nothing
         assert not pool.pending
+        common.real_batch(6, 4, 2, size=16)  # a stream asked for every 4th iteration
+        assert sorted(it for _, it in pool.pending) == [8, 12]
+        every_fourth = common.real_batch(6, 8, 2, size=16)
+    assert pool.hits == 1
+    assert torch.equal(every_fourth[0], common.real_batch(6, 8, 2, size=16)[0])
     assert common._prefetch is None  # the block closed its pool
     with common.prefetching(0) as none:
         assert none is None and torch.equal(common.real_batch(5, 0, 3, size=16)[0], want[0][0])

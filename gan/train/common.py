@@ -73,10 +73,11 @@ class Prefetcher:
 
     The renderer is plain Python on one core (about 1 ms a face at 64px): on a GPU, where an
     iteration takes milliseconds, rendering in the loop would bound training. Every stream
-    of ``real_batch`` calls (its seed, batch size, style, size and backdrops) that is asked
-    for two iterations in a row gets its next ``ahead`` iterations queued in the pool (a
-    preview's one-off batch queues nothing); batches are pure functions of (stream,
-    iteration), so prefetched training equals unprefetched."""
+    of ``real_batch`` calls (its seed, batch size, style, size and backdrops) asked for a
+    second time gets its next ``ahead`` batches queued in the pool at the stride it advanced
+    by (every iteration, or every k-th for a term that runs every k-th; a preview's one-off
+    batch queues nothing); batches are pure functions of (stream, iteration), so prefetched
+    training equals unprefetched."""
 
     def __init__(self, workers: int, *, ahead: int | None = None):
         # forked, as torch's DataLoader workers: a spawned worker would run the command's
@@ -92,8 +93,9 @@ class Prefetcher:
         future = self.pending.pop((stream, it), None)
         if future is not None:
             self.hits += 1
-        if self.last.get(stream) == it - 1:
-            for later in range(it + 1, it + 1 + self.ahead):
+        stride = it - self.last.get(stream, it)
+        if stride > 0:
+            for later in range(it + stride, it + stride * (self.ahead + 1), stride):
                 if (stream, later) not in self.pending:
                     self.pending[(stream, later)] = self.pool.submit(_render_arrays, stream, later)
         self.last[stream] = it

@@ -127,8 +127,9 @@ class Encoder(Recipe):
         target, _, _ = real_batch(
             cfg.seed, it, cfg.batch, size=G.resolution, backdrops=patterned, device=self.device
         )
-        real = target  # what D sees as real: plain renders
-        if patterned:
+        adversarial = it % cfg.adv_every == 0
+        real = target  # what D sees as real: plain renders (drawn only when D is to see them)
+        if patterned and adversarial:
             real, _, _ = real_batch(cfg.seed, it, cfg.batch, size=G.resolution, device=self.device)
         redrawn = round(cfg.restyle * cfg.batch)  # the last ones (the patterned are the first)
         if redrawn:
@@ -137,7 +138,6 @@ class Encoder(Recipe):
         ws = E(torch.cat([target, synth]))
         ws_real, ws_synth = ws[: cfg.batch], ws[cfg.batch :]
         rec = G.synthesis(ws_real, "const")  # non-fused: the faster backward pass on CPU
-        adversarial = it % cfg.adv_every == 0
         loss_pix = F.mse_loss(rec, target)
         loss_feat = F.mse_loss(self.C.features(rec), self.C.features(target))
         loss_lat = F.mse_loss(ws_synth, w)
